@@ -1,0 +1,1 @@
+"""The algorithms being compared: selection methods and supernet training algorithms."""

@@ -1,0 +1,1 @@
+"""Search spaces: primitive ops, cells, supernets, discrete networks and codecs."""

@@ -1,0 +1,159 @@
+"""The NAS-Bench-201 space: codec, network structure and supernet/discrete parity."""
+
+import random
+
+import pytest
+import torch
+
+from spaces.nb201 import (
+    NUM_CELLS,
+    OP_NAMES,
+    ArchStringError,
+    BatchNormSettings,
+    NB201Network,
+    NB201Supernet,
+    decode,
+    discrete_from_supernet,
+    encode,
+)
+from spaces.nb201.codec import all_cells, from_ordinal, to_ordinal
+
+ALL_SKIP = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
+
+
+def test_codec_round_trips_every_cell():
+    cells = all_cells()
+    assert len(cells) == NUM_CELLS == 15625
+    strings = {encode(c) for c in cells}
+    assert len(strings) == NUM_CELLS
+    for ordinal, choices in enumerate(cells):
+        assert decode(encode(choices)) == choices
+        assert to_ordinal(choices) == ordinal
+        assert from_ordinal(ordinal) == choices
+
+
+def test_all_skip_string():
+    assert decode(ALL_SKIP) == (1,) * 6
+    assert encode((1,) * 6) == ALL_SKIP
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "|skip_connect~0|",
+        "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|",
+        "|conv_5x5~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|none~2|",
+        "|skip_connect~1|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|none~2|",
+        "skip_connect~0+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|none~2|",
+    ],
+)
+def test_malformed_arch_strings_raise_a_clear_error(bad):
+    with pytest.raises(ArchStringError, match="not a NAS-Bench-201 arch string"):
+        decode(bad)
+
+
+def test_convolution_has_bias_only_without_affine_bn():
+    affine = NB201Network((3,) * 6, channels=4, cells_per_stage=1)
+    conv = affine.cells[0].edges[0].op[1]
+    assert conv.bias is None and affine.cells[0].edges[0].op[2].affine
+    free = NB201Network(
+        (3,) * 6, channels=4, cells_per_stage=1, cell_bn=BatchNormSettings(affine=False)
+    )
+    assert free.cells[0].edges[0].op[1].bias is not None
+
+
+def test_macro_layout_matches_the_benchmark():
+    net = NB201Network((3,) * 6, channels=16, cells_per_stage=5)
+    # 3 stages of 5 cells plus 2 reduction blocks
+    assert len(net.cells) == 17
+    assert net.classifier.in_features == 64
+    out = net(torch.randn(2, 3, 32, 32))
+    assert out.shape == (2, 10)
+    supernet = NB201Supernet(channels=16, cells_per_stage=5)
+    assert supernet.num_search_cells == 15
+    assert supernet.alphas.shape == (6, 5)
+    weight_ids = {id(p) for p in supernet.weight_parameters()}
+    assert id(supernet.alphas) not in weight_ids
+    assert len(weight_ids) + 1 == len(list(supernet.parameters()))
+
+
+def _random_cells(count, seed):
+    rng = random.Random(seed)
+    cells = [(1,) * 6, (0,) * 6, (3, 3, 3, 3, 3, 3)]
+    cells += [tuple(rng.randrange(len(OP_NAMES)) for _ in range(6)) for _ in range(count)]
+    return cells
+
+
+@pytest.mark.parametrize(
+    "cell_bn",
+    [
+        BatchNormSettings(affine=True, track_running_stats=True),
+        BatchNormSettings(affine=False, track_running_stats=True),
+        BatchNormSettings(affine=False, track_running_stats=False),
+    ],
+)
+@pytest.mark.parametrize("train_mode", [False, True])
+def test_one_hot_supernet_equals_discrete_network(cell_bn, train_mode):
+    torch.manual_seed(0)
+    supernet = NB201Supernet(channels=8, cells_per_stage=2, num_classes=10, cell_bn=cell_bn)
+    # Make BN statistics and affine parameters non-trivial so a mismatch would show.
+    with torch.no_grad():
+        for module in supernet.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                if module.affine:
+                    module.weight.uniform_(0.5, 1.5)
+                    module.bias.uniform_(-0.2, 0.2)
+                if module.track_running_stats:
+                    module.running_mean.uniform_(-0.1, 0.1)
+                    module.running_var.uniform_(0.5, 1.5)
+    x = torch.randn(6, 3, 16, 16)
+    for choices in _random_cells(5, seed=1):
+        one_hot = torch.nn.functional.one_hot(torch.tensor(choices), len(OP_NAMES)).float()
+        discrete = discrete_from_supernet(supernet, choices)
+        supernet.train(train_mode)
+        discrete.train(train_mode)
+        with torch.no_grad():
+            expected = discrete(x)
+            got = supernet(x, weights=one_hot)
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_one_hot_row_computes_only_its_op(monkeypatch):
+    supernet = NB201Supernet(channels=4, cells_per_stage=1)
+    calls = {name: 0 for name in OP_NAMES}
+    for cell in supernet.cells:
+        if not hasattr(cell, "edges"):
+            continue
+        for edge in cell.edges:
+            for name, op in zip(OP_NAMES, edge.ops, strict=True):
+                op.register_forward_hook(
+                    lambda *_args, name=name: calls.__setitem__(name, calls[name] + 1)
+                )
+    weights = torch.softmax(torch.randn(6, 5), -1)
+    weights[0] = torch.tensor([0.0, 0.0, 0.0, 1.0, 0.0])
+    supernet(torch.randn(2, 3, 8, 8), weights=weights)
+    cells = supernet.num_search_cells
+    # edge 0 runs only its 3x3 conv; the other five edges run every op except `none`
+    assert calls["nor_conv_3x3"] == 6 * cells
+    assert calls["nor_conv_1x1"] == 5 * cells
+    assert calls["none"] == 0
+
+
+def test_per_cell_weights_match_shared_weights():
+    torch.manual_seed(0)
+    supernet = NB201Supernet(channels=4, cells_per_stage=2).eval()
+    shared = supernet.mixing_weights().detach()
+    per_cell = shared.expand(supernet.num_search_cells, -1, -1)
+    x = torch.randn(3, 3, 8, 8)
+    torch.testing.assert_close(supernet(x, per_cell), supernet(x, shared))
+    with pytest.raises(ValueError, match="per-cell weights"):
+        supernet(x, shared.expand(2, -1, -1))
+
+
+def test_active_ops_mask_zeroes_inactive_ops():
+    supernet = NB201Supernet(channels=4, cells_per_stage=1)
+    supernet.active_ops[:, 3] = False
+    weights = supernet.mixing_weights()
+    assert torch.all(weights[:, 3] == 0)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(6))
