@@ -18,7 +18,10 @@ from spaces.nb201 import (
 )
 from spaces.nb201.codec import all_cells, from_ordinal, to_ordinal
 
-ALL_SKIP = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
+ALL_SKIP = (
+    "|skip_connect~0|+|skip_connect~0|skip_connect~1|"
+    "+|skip_connect~0|skip_connect~1|skip_connect~2|"
+)
 
 
 def test_codec_round_trips_every_cell():

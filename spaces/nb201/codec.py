@@ -35,8 +35,7 @@ class ArchStringError(HarnessError):
 def _fail(arch: str, why: str) -> ArchStringError:
     return ArchStringError(
         f"{arch!r} is not a NAS-Bench-201 arch string ({why}); expected the form "
-        "'|op~0|+|op~0|op~1|+|op~0|op~1|op~2|' with ops from "
-        + ", ".join(OP_NAMES)
+        "'|op~0|+|op~0|op~1|+|op~0|op~1|op~2|' with ops from " + ", ".join(OP_NAMES)
     )
 
 

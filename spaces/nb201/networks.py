@@ -15,7 +15,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from spaces.nb201.codec import EDGES, NUM_EDGES, NUM_NODES
-from spaces.nb201.ops import OP_NAMES, BatchNormSettings, ResNetReduction, build_op
+from spaces.nb201.ops import (
+    BENCHMARK_BN,
+    OP_NAMES,
+    SEARCH_BN,
+    BatchNormSettings,
+    ResNetReduction,
+    build_op,
+)
 
 
 def stage_channels(channels: int, cells_per_stage: int) -> list[tuple[int, bool]]:
@@ -146,11 +153,14 @@ class NB201Network(_MacroNetwork):
         channels: int = 16,
         cells_per_stage: int = 5,
         num_classes: int = 10,
-        cell_bn: BatchNormSettings = BatchNormSettings(),
+        cell_bn: BatchNormSettings = BENCHMARK_BN,
     ) -> None:
         fixed = tuple(choices)
         super().__init__(
-            channels, cells_per_stage, num_classes, lambda width: DiscreteCell(width, fixed, cell_bn)
+            channels,
+            cells_per_stage,
+            num_classes,
+            lambda width: DiscreteCell(width, fixed, cell_bn),
         )
         self.choices = fixed
 
@@ -175,7 +185,7 @@ class NB201Supernet(_MacroNetwork):
         channels: int = 16,
         cells_per_stage: int = 5,
         num_classes: int = 10,
-        cell_bn: BatchNormSettings = BatchNormSettings(affine=False, track_running_stats=True),
+        cell_bn: BatchNormSettings = SEARCH_BN,
         alpha_init_scale: float = 1e-3,
     ) -> None:
         super().__init__(

@@ -35,6 +35,10 @@ class BatchNormSettings:
     track_running_stats: bool = True
 
 
+BENCHMARK_BN = BatchNormSettings(affine=True, track_running_stats=True)
+SEARCH_BN = BatchNormSettings(affine=False, track_running_stats=True)  # DARTS-PT's supernet
+
+
 class ReLUConvBN(nn.Module):
     def __init__(
         self,
@@ -99,9 +103,8 @@ class ResNetReduction(nn.Module):
 
     def __init__(self, c_in: int, c_out: int) -> None:
         super().__init__()
-        full_bn = BatchNormSettings(affine=True, track_running_stats=True)
-        self.conv_a = ReLUConvBN(c_in, c_out, 3, 2, 1, full_bn)
-        self.conv_b = ReLUConvBN(c_out, c_out, 3, 1, 1, full_bn)
+        self.conv_a = ReLUConvBN(c_in, c_out, 3, 2, 1, BENCHMARK_BN)
+        self.conv_b = ReLUConvBN(c_out, c_out, 3, 1, 1, BENCHMARK_BN)
         self.downsample = nn.Sequential(
             nn.AvgPool2d(kernel_size=2, stride=2, padding=0),
             nn.Conv2d(c_in, c_out, kernel_size=1, stride=1, padding=0, bias=False),

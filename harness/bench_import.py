@@ -1,0 +1,225 @@
+"""Convert an official NAS-Bench-201 benchmark file (``.pth``) into the ground-truth CSV.
+
+Everything is read through the official ``nas_201_api`` (v2.x): per architecture,
+``get_more_info(index, dataset, hp=..., is_random=False)`` averages the final-epoch
+metrics over all seeds. The splits follow the NAS-Bench-201 paper: CIFAR-10 valid
+comes from the ``cifar10-valid`` run (train set only, ``x-valid``) and test from the
+``cifar10`` run (train+valid, ``ori-test``); CIFAR-100 and ImageNet16-120 use
+``x-valid`` / ``x-test`` of the same run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import pickle
+import re
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import HarnessError
+from harness.ground_truth import GroundTruth, column_name
+
+logger = logging.getLogger(__name__)
+
+# (table dataset, metric, official dataset name, key in get_more_info's answer)
+SPLITS: tuple[tuple[str, str, str, str], ...] = (
+    ("cifar10", "valid", "cifar10-valid", "valid-accuracy"),
+    ("cifar10", "test", "cifar10", "test-accuracy"),
+    ("cifar100", "valid", "cifar100", "valid-accuracy"),
+    ("cifar100", "test", "cifar100", "test-accuracy"),
+    ("imagenet16", "valid", "ImageNet16-120", "valid-accuracy"),
+    ("imagenet16", "test", "ImageNet16-120", "test-accuracy"),
+)
+# The official API names training schedules by their epoch count, as strings.
+HPS: tuple[str, ...] = ("200", "12")
+PROGRESS_EVERY = 1000
+_INSTALL_HINT = "install the official API: pip install nas-bench-201"
+
+
+def import_nb201(
+    pth_path: str | os.PathLike[str],
+    out_csv: str | os.PathLike[str],
+    *,
+    trust_file: bool = False,
+) -> pd.DataFrame:
+    """Write the compact accuracy table for every architecture in ``pth_path`` to ``out_csv``.
+
+    ``trust_file=True`` lets torch unpickle arbitrary objects; only use it for a file
+    downloaded from the official source that safe loading refuses.
+    """
+    pth_path, out_csv = Path(pth_path), Path(out_csv)
+    api = _open_api(pth_path, trust_file)
+    num_archs = len(api)
+    if num_archs == 0:
+        raise HarnessError(f"{pth_path} lists no architectures; download the benchmark again")
+    logger.info("importing %d architectures from %s", num_archs, pth_path)
+
+    columns = [column_name(d, m, int(hp)) for hp in HPS for d, m, _, _ in SPLITS]
+    values = np.full((num_archs, len(columns)), np.nan)
+    archs: list[str] = []
+    for index in range(num_archs):
+        archs.append(str(api.arch(index)))
+        values[index] = _arch_row(api, index, pth_path)
+        if (index + 1) % PROGRESS_EVERY == 0:
+            logger.info("imported %d/%d architectures", index + 1, num_archs)
+
+    frame = pd.DataFrame(values, columns=columns)
+    has_200 = [c for c in columns if c.endswith("_200ep")]
+    if frame[has_200].isna().all().all():
+        raise HarnessError(
+            f"{pth_path} holds no 200-epoch results; use the full NAS-Bench-201 benchmark file"
+        )
+    # Files without 12-epoch runs (or with only some splits, as in v1.0) lose those columns.
+    empty = [c for c in columns if c.endswith("_12ep") and frame[c].isna().all()]
+    frame = frame.drop(columns=empty)
+    frame.insert(0, "arch_str", archs)
+    frame.insert(0, "index", np.arange(num_archs, dtype=np.int64))
+
+    GroundTruth.from_frame(frame, out_csv)  # refuse to write a table we could not read back
+    _write_atomically(frame, out_csv)
+    logger.info(
+        "wrote %d rows and %d accuracy columns to %s", len(frame), frame.shape[1] - 2, out_csv
+    )
+    return frame
+
+
+def _arch_row(api: Any, index: int, pth_path: Path) -> list[float]:
+    row: list[float] = []
+    per_hp = api.arch2infos_dict.get(index, {})
+    for hp in HPS:
+        results = per_hp.get(hp)
+        # The API always builds both '12' and '200' entries, empty when never trained,
+        # and get_more_info fails on absent datasets, so ask which ones were run.
+        present = set(results.get_dataset_names()) if results is not None else set()
+        infos: dict[str, dict[str, Any]] = {}
+        for _, _, dataset, key in SPLITS:
+            if dataset not in present:
+                row.append(math.nan)
+                continue
+            if dataset not in infos:
+                try:
+                    infos[dataset] = api.get_more_info(
+                        index, dataset, iepoch=None, hp=hp, is_random=False
+                    )
+                except (KeyError, ValueError, AssertionError, IndexError) as e:
+                    raise HarnessError(
+                        f"{pth_path}: the {hp}-epoch {dataset} results of architecture {index} "
+                        f"are incomplete ({type(e).__name__}: {e}); download the benchmark again"
+                    ) from e
+            value = infos[dataset].get(key)  # get_more_info drops splits it cannot find
+            row.append(math.nan if value is None else float(value))
+    return row
+
+
+def _open_api(pth_path: Path, trust_file: bool) -> Any:
+    try:
+        from nas_201_api import NASBench201API
+    except ImportError as e:
+        raise HarnessError(f"nas_201_api is not importable; {_INSTALL_HINT}") from e
+    if not pth_path.is_file():
+        raise HarnessError(
+            f"benchmark file {pth_path} does not exist; download NAS-Bench-201-v1_1-096897.pth "
+            "and pass its path"
+        )
+    try:
+        with _torch_loading(trust_file):
+            return NASBench201API(str(pth_path), verbose=False)
+    except MemoryError:
+        raise
+    except pickle.UnpicklingError as e:
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if refused and not trust_file:
+            raise HarnessError(
+                f"{pth_path} contains the object type {refused.group(1)}, which safe loading "
+                "refuses; if the file comes from the official source, import it again with "
+                "trust_file=True"
+            ) from e
+        raise _unreadable(pth_path, e) from e
+    except Exception as e:  # the API signals bad files with asserts, EOF, zip and pickle errors
+        raise _unreadable(pth_path, e) from e
+
+
+def _unreadable(pth_path: Path, error: Exception) -> HarnessError:
+    text = str(error)
+    # torch wraps every unpickling failure in advice about weights_only; keep the cause.
+    text = re.split(r"WeightsUnpickler error:", text, maxsplit=1)[-1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    first_line = lines[0] if lines else ""
+    return HarnessError(
+        f"{pth_path} is not a NAS-Bench-201 benchmark file the official API can read "
+        f"({type(error).__name__}{': ' + first_line[:200] if first_line else ''}); "
+        "download it again"
+    )
+
+
+@contextlib.contextmanager
+def _torch_loading(trust_file: bool) -> Iterator[None]:
+    """Let the API's own ``torch.load`` read the file.
+
+    Since torch 2.6 ``torch.load`` defaults to ``weights_only=True``, which refuses
+    numpy scalars that older pickles may contain; those are harmless, so they are
+    allow-listed. ``trust_file`` switches to full unpickling through torch's documented
+    environment override, because the API gives no way to pass ``weights_only``.
+    """
+    import torch
+
+    if trust_file:
+        saved = os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+        os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
+        try:
+            with warnings.catch_warnings():
+                # torch warns that the override is active; here that is the point.
+                warnings.filterwarnings("ignore", message=".*TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+                yield
+        finally:
+            if saved is None:
+                os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+            else:
+                os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = saved
+        return
+    safe_globals = getattr(torch.serialization, "safe_globals", None)
+    if safe_globals is None:  # torch < 2.5 does not default to weights_only anyway
+        yield
+        return
+    with safe_globals(_numpy_globals()):
+        yield
+
+
+def _numpy_globals() -> list[Any]:
+    scalar = np.float64(0).__reduce__()[0]
+    allowed: list[Any] = [
+        # numpy 1.x pickles name the module numpy.core, numpy 2.x numpy._core.
+        (scalar, "numpy.core.multiarray.scalar"),
+        (scalar, "numpy._core.multiarray.scalar"),
+        np.dtype,
+    ]
+    dtypes = getattr(np, "dtypes", None)
+    if dtypes is not None:
+        allowed += [
+            getattr(dtypes, name)
+            for name in ("Float64DType", "Float32DType", "Int64DType", "Int32DType", "BoolDType")
+            if hasattr(dtypes, name)
+        ]
+    return allowed
+
+
+def _write_atomically(frame: pd.DataFrame, out_csv: Path) -> None:
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_csv.with_name(f".{out_csv.name}.{os.getpid()}.tmp")
+    try:
+        frame.to_csv(tmp, index=False)
+        os.replace(tmp, out_csv)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise HarnessError(f"could not write {out_csv} ({e}); choose a writable output path") from e
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

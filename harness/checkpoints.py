@@ -1,0 +1,60 @@
+"""Building supernets from settings and reading them back from checkpoints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.config import ExperimentConfig, SpaceSettings
+from harness.errors import HarnessError
+from harness.store import load_checkpoint_file
+from spaces.nb201 import BatchNormSettings, NB201Supernet
+
+
+def build_supernet(space: SpaceSettings, num_classes: int) -> NB201Supernet:
+    return NB201Supernet(
+        channels=space.channels,
+        cells_per_stage=space.cells_per_stage,
+        num_classes=num_classes,
+        cell_bn=BatchNormSettings(
+            affine=space.cell_bn_affine, track_running_stats=space.cell_bn_track_stats
+        ),
+    )
+
+
+@dataclass
+class LoadedCheckpoint:
+    path: Path
+    supernet: NB201Supernet
+    config: ExperimentConfig
+    seed: int
+    epoch: int
+    run_key: str
+    data_fingerprint: str
+    state: dict[str, Any]
+
+
+def load_supernet(path: Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
+    """A supernet rebuilt from a checkpoint file (read-only use: the file is not touched)."""
+    state = load_checkpoint_file(Path(path))
+    try:
+        config = ExperimentConfig.from_dict(state["settings"]["config"])
+        supernet = build_supernet(config.space, state["settings"]["num_classes"])
+        supernet.load_state_dict(state["model"])
+    except (KeyError, TypeError, RuntimeError) as error:
+        raise HarnessError(
+            f"checkpoint {path} does not match this version of the harness ({error})"
+        ) from None
+    return LoadedCheckpoint(
+        path=Path(path),
+        supernet=supernet.to(device),
+        config=config,
+        seed=state["settings"]["seed"],
+        epoch=state["epoch"],
+        run_key=state["settings"]["run_key"],
+        data_fingerprint=state["settings"]["data_fingerprint"],
+        state=state,
+    )

@@ -1,0 +1,130 @@
+"""Arguments shared by several sub-commands, parsed once into validated settings."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from typing import Any
+
+from harness.config import ExperimentConfig
+from harness.errors import HarnessError
+from harness.locations import DataLocation, resolve_data_location
+from harness.presets import PRESET_DESCRIPTIONS, PRESETS, build_config
+
+_RANGE = re.compile(r"^(\d+)-(\d+)$")
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0-4' -> [0..4]; '0,2,5' -> [0, 2, 5]; '3' -> [3]; ranges and lists may mix."""
+    seeds: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        match = _RANGE.match(part)
+        if match:
+            low, high = int(match.group(1)), int(match.group(2))
+            if low > high:
+                raise HarnessError(f"seed range {part!r} runs backwards; write it as {high}-{low}")
+            seeds.extend(range(low, high + 1))
+        elif part.isdigit():
+            seeds.append(int(part))
+        else:
+            raise HarnessError(
+                f"cannot read seeds {text!r}: use a range like 0-4, a list like 0,2,5, or one seed"
+            )
+    if len(set(seeds)) != len(seeds):
+        raise HarnessError(f"seeds {text!r} name a seed twice")
+    return seeds
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument(
+        "--data",
+        metavar="PATH",
+        help="CIFAR-10 location: an image folder (train/<class>/, test/<class>/) or, with "
+        "--data-source torchvision, the folder holding cifar-10-batches-py "
+        "(default: $HARNESS_CIFAR10, else ../shared/data/cifar10-jpeg)",
+    )
+    group.add_argument(
+        "--data-source",
+        choices=("folder", "torchvision"),
+        default="folder",
+        help="format of --data (default: folder)",
+    )
+    group.add_argument(
+        "--download", action="store_true", help="download official CIFAR-10 (torchvision source)"
+    )
+    group.add_argument(
+        "--cache",
+        metavar="DIR",
+        help="decoded-data cache (default: $HARNESS_CACHE or ~/.cache/nas-harness)",
+    )
+
+
+def data_location(args: argparse.Namespace) -> DataLocation:
+    return resolve_data_location(args.data, args.data_source, args.cache, args.download)
+
+
+def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("experiment")
+    group.add_argument(
+        "--preset",
+        default="proxy",
+        choices=tuple(PRESETS),
+        help="; ".join(f"{name}: {text}" for name, text in PRESET_DESCRIPTIONS.items())
+        + " (default: proxy)",
+    )
+    group.add_argument("--algorithm", default="darts", help="supernet algorithm (default: darts)")
+    group.add_argument("--epochs", type=int, help="override the preset's epoch count")
+    group.add_argument(
+        "--checkpoint-every", type=int, metavar="K", help="checkpoint every K epochs"
+    )
+    group.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    group.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override any setting, e.g. --set space.channels=8 --set train.lr=0.05 "
+        "--set algorithm.hessian_radius=0.02; repeatable",
+    )
+
+
+def experiment_config(args: argparse.Namespace, algorithm: str | None = None) -> ExperimentConfig:
+    overrides: dict[str, dict[str, Any]] = {"space": {}, "data": {}, "train": {}}
+    algorithm_options: dict[str, Any] = {}
+    if args.epochs is not None:
+        overrides["train"]["epochs"] = args.epochs
+    if args.checkpoint_every is not None:
+        overrides["train"]["checkpoint_every"] = args.checkpoint_every
+    overrides["data"]["source"] = args.data_source
+    for item in args.set:
+        name, sep, raw = item.partition("=")
+        section, dot, field = name.partition(".")
+        if not sep or not dot or section not in (*overrides, "algorithm"):
+            raise HarnessError(
+                f"cannot read --set {item!r}: write SECTION.FIELD=VALUE with SECTION one of "
+                "space, data, train, algorithm"
+            )
+        target = algorithm_options if section == "algorithm" else overrides[section]
+        target[field] = _literal(raw)
+    return build_config(
+        args.preset,
+        overrides,
+        algorithm=algorithm or args.algorithm,
+        algorithm_options=algorithm_options,
+        device=args.device,
+    )
+
+
+def _literal(raw: str) -> Any:
+    lowered = raw.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return raw

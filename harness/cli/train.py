@@ -1,0 +1,51 @@
+"""``harness train``: train (or resume) one supernet per seed and cache its checkpoints."""
+
+from __future__ import annotations
+
+import argparse
+
+from harness.cli.options import (
+    add_data_arguments,
+    add_experiment_arguments,
+    data_location,
+    experiment_config,
+    parse_seeds,
+)
+from harness.locations import resolve_results_dir
+from harness.training import train_supernet
+
+
+def register(commands) -> None:
+    parser = commands.add_parser(
+        "train",
+        help="train supernets (one per seed), cached and resumable",
+        description="Train one supernet per seed and keep a checkpoint every K epochs in the "
+        "store. Re-running the same command does no training; an interrupted run resumes "
+        "from its last complete checkpoint.",
+    )
+    parser.add_argument("--seeds", default="0", help="seeds: 0-4, 0,2,5 or 3 (default: 0)")
+    parser.add_argument(
+        "--results", metavar="DIR", help="store root (default: $HARNESS_RESULTS or ./results)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars; log lines only")
+    add_experiment_arguments(parser)
+    add_data_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    seeds = parse_seeds(args.seeds)
+    config = experiment_config(args)
+    location = data_location(args)
+    store = resolve_results_dir(args.results)
+    data = location.load()
+    for seed in seeds:
+        outcome = train_supernet(config, seed, store, data, progress=not args.quiet)
+        if outcome.epochs_trained == 0:
+            state = "already trained, nothing to do"
+        elif outcome.resumed_from:
+            state = f"resumed at epoch {outcome.resumed_from}, trained {outcome.epochs_trained}"
+        else:
+            state = f"trained {outcome.epochs_trained} epochs"
+        print(f"seed {seed}: {state}; checkpoints {outcome.checkpoint_epochs} in {outcome.run_dir}")
+    return 0

@@ -1,0 +1,143 @@
+"""Experiment settings as plain dataclasses, validated once at the boundary.
+
+Everything that determines a supernet checkpoint lives in :class:`ExperimentConfig`;
+its canonical JSON form is hashed into the store key (see :mod:`harness.store`).
+Presets (:mod:`harness.presets`) are just dictionaries of overrides of these fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.errors import HarnessError
+
+STORE_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SpaceSettings:
+    name: str = "nb201"
+    channels: int = 16
+    cells_per_stage: int = 5
+    # Search-supernet cells use affine-free BN (both reference codes); DARTS-PT keeps
+    # running statistics, xautodl does not.
+    cell_bn_affine: bool = False
+    cell_bn_track_stats: bool = True
+
+    def validate(self) -> None:
+        if self.name != "nb201":
+            raise HarnessError(f"unknown search space {self.name!r}; available: nb201")
+        _positive(channels=self.channels, cells_per_stage=self.cells_per_stage)
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    dataset: str = "cifar10"
+    source: str = "folder"  # "folder" (image folder) or "torchvision" (official files)
+    resolution: int = 32
+    images_per_split: int | None = None  # None: the full 25k/25k search split
+    split_seed: int = 0
+    augment: bool = True
+
+    def validate(self) -> None:
+        if self.dataset != "cifar10":
+            raise HarnessError(f"unknown dataset {self.dataset!r}; available: cifar10")
+        if self.source not in ("folder", "torchvision"):
+            raise HarnessError(
+                f"unknown data source {self.source!r}; use 'folder' or 'torchvision'"
+            )
+        if not 4 <= self.resolution <= 32:
+            raise HarnessError(f"resolution must be between 4 and 32, got {self.resolution}")
+        if self.images_per_split is not None:
+            _positive(images_per_split=self.images_per_split)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int = 100
+    batch_size: int = 64
+    lr: float = 0.025
+    lr_min: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+    arch_lr: float = 3e-4
+    arch_betas: tuple[float, float] = (0.5, 0.999)
+    arch_weight_decay: float = 1e-3
+    checkpoint_every: int = 10
+    # DARTS updates alphas on a validation batch before each weight step.
+    step_order: str = "alpha-then-weight"
+
+    def validate(self) -> None:
+        _positive(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr)
+        _positive(checkpoint_every=self.checkpoint_every, arch_lr=self.arch_lr)
+        if self.lr_min < 0 or self.lr_min > self.lr:
+            raise HarnessError(f"lr_min must be in [0, lr], got {self.lr_min}")
+        if self.step_order not in ("alpha-then-weight", "weight-then-alpha"):
+            raise HarnessError(
+                f"unknown step_order {self.step_order!r}; "
+                "use 'alpha-then-weight' or 'weight-then-alpha'"
+            )
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    preset: str = "paper"
+    space: SpaceSettings = field(default_factory=SpaceSettings)
+    data: DataSettings = field(default_factory=DataSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    algorithm: str = "darts"
+    algorithm_options: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+
+    def validate(self) -> ExperimentConfig:
+        self.space.validate()
+        self.data.validate()
+        self.train.validate()
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise HarnessError(f"unknown device {self.device!r}; use cpu or cuda[:N]")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ExperimentConfig:
+        return cls(
+            preset=raw["preset"],
+            space=SpaceSettings(**raw["space"]),
+            data=DataSettings(**raw["data"]),
+            train=TrainSettings(
+                **{**raw["train"], "arch_betas": tuple(raw["train"]["arch_betas"])}
+            ),
+            algorithm=raw["algorithm"],
+            algorithm_options=dict(raw["algorithm_options"]),
+            device=raw["device"],
+        )
+
+
+def run_key(config: ExperimentConfig, seed: int, data_fingerprint: str) -> str:
+    """Store key of one supernet run: a hash of everything that determines its checkpoints.
+
+    The preset name is left out (it is only a label for a set of values); the data
+    fingerprint is in, so the JPEG folder and the official files never share a key.
+    """
+    identity = config.to_dict()
+    identity.pop("preset")
+    identity.update(seed=seed, data_fingerprint=data_fingerprint, format=STORE_FORMAT_VERSION)
+    return hash_settings(identity)
+
+
+def hash_settings(settings: dict[str, Any]) -> str:
+    canonical = json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _positive(**values: float) -> None:
+    for name, value in values.items():
+        if value <= 0:
+            raise HarnessError(f"{name} must be positive, got {value}")

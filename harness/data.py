@@ -1,0 +1,377 @@
+"""CIFAR-10 loading, caching, search splits and deterministic mini-batching.
+
+Two sources are supported: an image-folder copy (``train/<class>/*.jpg``, ``test/<class>/*``)
+and the official python pickles that torchvision downloads. Either is decoded once into uint8
+tensors and cached as a single ``.pt`` file, so every later run starts in well under a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import pickle
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from joblib import Parallel, delayed
+from PIL import Image
+
+from harness.errors import HarnessError
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("folder", "torchvision")
+# Bump whenever decoding or the cache layout changes, so stale caches are never reused.
+CACHE_FORMAT_VERSION = 1
+
+# NAS-Bench-201 reference statistics; using other values would shift every reported accuracy.
+MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
+STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp"}
+PICKLE_DIR = "cifar-10-batches-py"
+_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+# Below this many images a process pool costs more to start than it saves.
+_PARALLEL_MIN_IMAGES = 4096
+_CHUNK = 2500
+
+# (train images, train labels, test images, test labels, class names)
+_Decoded = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[str]]
+
+
+@dataclass
+class CIFAR10Arrays:
+    """Decoded CIFAR-10: uint8 N x 3 x H x W images and int64 labels."""
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    classes: list[str]
+    fingerprint: str
+
+
+def fingerprint_arrays(
+    train_images: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_images: torch.Tensor,
+    test_labels: torch.Tensor,
+    classes: list[str],
+) -> str:
+    """sha256 over shapes, pixels, labels and class names: identical data <=> identical key."""
+    h = hashlib.sha256()
+    for t in (train_images, train_labels, test_images, test_labels):
+        h.update(repr((tuple(t.shape), str(t.dtype))).encode())
+        h.update(t.contiguous().numpy().tobytes())
+    h.update("\n".join(classes).encode())
+    return h.hexdigest()
+
+
+def cache_path(source: str, root: str | Path, cache_dir: str | Path) -> Path:
+    key = f"{source}|{Path(root).expanduser().resolve()}|v{CACHE_FORMAT_VERSION}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return Path(cache_dir).expanduser() / f"cifar10-{source}-{digest}.pt"
+
+
+def load_cifar10(
+    source: str, root: str | Path, cache_dir: str | Path, download: bool = False
+) -> CIFAR10Arrays:
+    """Return CIFAR-10 from the cache for (source, root), decoding and caching it on a miss."""
+    if source not in SOURCES:
+        raise HarnessError(f"Unknown CIFAR-10 source {source!r}: use one of {', '.join(SOURCES)}.")
+    root = Path(root).expanduser().resolve()
+    path = cache_path(source, root, cache_dir)
+    if path.is_file():
+        cached = _load_cache(path)
+        if cached is not None:
+            return cached
+    data = _decode(source, root, download)
+    _save_cache(data, path)
+    return data
+
+
+def _load_cache(path: Path) -> CIFAR10Arrays | None:
+    try:
+        fields = torch.load(path, map_location="cpu", weights_only=True)
+        data = CIFAR10Arrays(**fields)
+    except Exception as exc:  # any unreadable or outdated cache is simply rebuilt
+        log.warning("Ignoring unreadable CIFAR-10 cache %s (%s); decoding again", path, exc)
+        return None
+    log.info(
+        "Loaded CIFAR-10 cache %s (%d train / %d test)",
+        path,
+        len(data.train_labels),
+        len(data.test_labels),
+    )
+    return data
+
+
+def _save_cache(data: CIFAR10Arrays, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Same-directory temp file + os.replace: a crash or a concurrent run never sees half a file.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(vars(data), f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    log.info("Wrote CIFAR-10 cache %s (%.1f MB)", path, path.stat().st_size / 1e6)
+
+
+def _decode(source: str, root: Path, download: bool) -> CIFAR10Arrays:
+    decoded = _decode_folder(root) if source == "folder" else _decode_pickles(root, download)
+    return CIFAR10Arrays(*decoded, fingerprint=fingerprint_arrays(*decoded))
+
+
+def _folder_hint(root: Path) -> str:
+    return (
+        f"pass --data PATH or set HARNESS_CIFAR10 to a folder with train/<class>/ and "
+        f"test/<class>/ images (got {root}), or use --data-source torchvision"
+    )
+
+
+def _list_split(root: Path, split: str) -> dict[str, list[Path]]:
+    split_dir = root / split
+    if not split_dir.is_dir():
+        raise HarnessError(f"CIFAR-10 folder has no {split}/ subfolder: {_folder_hint(root)}.")
+    files: dict[str, list[Path]] = {}
+    for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+        if class_dir.name.startswith("."):
+            continue
+        files[class_dir.name] = sorted(
+            p
+            for p in class_dir.iterdir()
+            if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+        )
+        if not files[class_dir.name]:
+            raise HarnessError(f"Class folder {class_dir} has no images: remove it or fill it.")
+    if not files:
+        raise HarnessError(f"{split_dir} has no class subfolders: {_folder_hint(root)}.")
+    return files
+
+
+def _decode_files(paths: list[Path]) -> np.ndarray:
+    images = []
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                images.append(np.asarray(im if im.mode == "RGB" else im.convert("RGB")))
+        except OSError as exc:
+            raise HarnessError(f"Cannot decode image {p} ({exc}): replace or delete it.") from exc
+        if images[-1].shape != images[0].shape:
+            raise HarnessError(f"Image {p} differs in size from {paths[0]}: resize it to match.")
+    # One array per chunk: pickling back thousands of tiny arrays from workers is slow.
+    return np.stack(images)
+
+
+def _decode_images(paths: list[Path], where: Path) -> torch.Tensor:
+    chunks = [paths[i : i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
+    n_jobs = min(os.cpu_count() or 1, 8) if len(paths) >= _PARALLEL_MIN_IMAGES else 1
+    # PIL decoding is GIL-bound for tiny images, so processes (not threads) give the speed-up.
+    results = Parallel(n_jobs=n_jobs, return_as="generator")(
+        delayed(_decode_files)(c) for c in chunks
+    )
+    arrays: list[np.ndarray] = []
+    for arr in results:
+        arrays.append(arr)
+        log.info("Decoded %d/%d images from %s", sum(map(len, arrays)), len(paths), where)
+    if len({a.shape[1:] for a in arrays}) > 1:
+        raise HarnessError(f"Images in {where} differ in size: resize them all to one size.")
+    return torch.from_numpy(np.concatenate(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+def _decode_folder(root: Path) -> _Decoded:
+    if not root.is_dir():
+        raise HarnessError(f"CIFAR-10 image folder {root} not found: {_folder_hint(root)}.")
+    train_files, test_files = _list_split(root, "train"), _list_split(root, "test")
+    classes = sorted(train_files)
+    if classes != sorted(test_files):
+        raise HarnessError(
+            f"Class folders differ between {root / 'train'} and {root / 'test'} "
+            f"({classes} vs {sorted(test_files)}): give both splits the same class folders."
+        )
+    out = []
+    for split, files in (("train", train_files), ("test", test_files)):
+        paths = [p for c in classes for p in files[c]]
+        labels = [i for i, c in enumerate(classes) for _ in files[c]]
+        out += [_decode_images(paths, root / split), torch.tensor(labels, dtype=torch.int64)]
+    if out[0].shape[1:] != out[2].shape[1:]:
+        raise HarnessError(f"Train and test images in {root} differ in size: make them equal.")
+    return out[0], out[1], out[2], out[3], classes
+
+
+def _decode_pickles(root: Path, download: bool) -> _Decoded:
+    batch_dir = root / PICKLE_DIR
+    if not batch_dir.is_dir() and download:
+        import torchvision  # deferred: only this rare path needs it
+
+        log.info("Downloading CIFAR-10 into %s via torchvision", root)
+        try:
+            torchvision.datasets.CIFAR10(str(root), train=True, download=True)
+        except (OSError, RuntimeError) as exc:
+            raise HarnessError(
+                f"Could not download CIFAR-10 into {root} ({exc}): check the network or "
+                f"place {PICKLE_DIR} there by hand."
+            ) from exc
+    if not batch_dir.is_dir():
+        raise HarnessError(
+            f"Official CIFAR-10 batches not found at {batch_dir}: pass --download to fetch them "
+            f"or point --data at the folder that contains {PICKLE_DIR}."
+        )
+    classes = [n.decode() for n in _read_pickle(batch_dir / "batches.meta", b"label_names")[0]]
+    train_x, train_y = zip(*(_read_batch(batch_dir / name) for name in _TRAIN_BATCHES), strict=True)
+    test_x, test_y = _read_batch(batch_dir / "test_batch")
+    return torch.cat(train_x), torch.cat(train_y), test_x, test_y, classes
+
+
+def _read_pickle(path: Path, *keys: bytes) -> list:
+    # The official files are trusted pickles; the (bytes-keyed) dict layout is fixed by the release.
+    try:
+        with path.open("rb") as f:
+            obj = pickle.load(f, encoding="bytes")
+        return [obj[k] for k in keys]
+    except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError) as exc:
+        raise HarnessError(
+            f"Cannot read CIFAR-10 batch {path} ({exc!r}): delete {path.parent} and fetch it again."
+        ) from exc
+
+
+def _read_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    data, labels = _read_pickle(path, b"data", b"labels")
+    data, labels = np.asarray(data, dtype=np.uint8), np.asarray(labels, dtype=np.int64)
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
+        raise HarnessError(f"{path} has malformed data {data.shape}: delete it and fetch it again.")
+    # Each row is the 1024 red, then green, then blue values, each plane row-major: i.e. CHW.
+    return torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()), torch.from_numpy(labels)
+
+
+def search_split(
+    num_train: int, split_seed: int, per_split: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Disjoint (weight, alpha) index halves of a seeded permutation of range(num_train).
+
+    With an odd ``num_train`` the last permuted index is dropped so both halves match in size.
+    """
+    half = num_train // 2
+    if half < 1:
+        raise HarnessError(f"Cannot split {num_train} training images in two: use more data.")
+    perm = torch.randperm(num_train, generator=torch.Generator().manual_seed(split_seed))
+    weight, alpha = perm[:half], perm[half : 2 * half]
+    if per_split is not None:
+        if not 1 <= per_split <= half:
+            raise HarnessError(
+                f"per_split={per_split} is outside 1..{half} (half of {num_train} training "
+                "images): choose a smaller subset size."
+            )
+        weight, alpha = weight[:per_split], alpha[:per_split]
+    return weight.clone(), alpha.clone()
+
+
+def downsample(images: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Area-resize uint8 N x C x H x W images to resolution x resolution, returning uint8."""
+    if images.dtype != torch.uint8 or images.dim() != 4:
+        raise ValueError(f"expected uint8 N x C x H x W, got {images.dtype} {tuple(images.shape)}")
+    h, w = images.shape[-2:]
+    if resolution == h == w:
+        return images
+    if not 4 <= resolution <= min(h, w):
+        raise HarnessError(
+            f"Resolution {resolution} is not in 4..{min(h, w)} for {h}x{w} images: "
+            "choose a resolution in that range."
+        )
+    out = images.new_empty((*images.shape[:2], resolution, resolution))
+    # Chunked so that the float copy of 60k images never sits in memory at once.
+    for i in range(0, len(images), 4096):
+        x = F.interpolate(images[i : i + 4096].float(), size=(resolution, resolution), mode="area")
+        out[i : i + 4096] = x.round_().clamp_(0, 255).to(torch.uint8)
+    return out
+
+
+def _seed_for(seed: int, epoch: int) -> int:
+    """A 63-bit seed that depends only on (seed, epoch), stable across processes and versions."""
+    digest = hashlib.sha256(f"harness.data:{seed}:{epoch}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+class Batches:
+    """Seeded mini-batches with standard CIFAR augmentation (pad 4 + random crop, h-flip).
+
+    Shuffle order and augmentation of epoch ``e`` depend only on (seed, e), so a run resumed at
+    epoch ``e`` sees exactly the batches of an uninterrupted run.
+    """
+
+    PAD = 4
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        seed: int,
+        augment: bool,
+        device: torch.device | str = "cpu",
+        drop_last: bool = False,
+    ) -> None:
+        if images.dtype != torch.uint8 or images.dim() != 4 or len(images) != len(labels):
+            raise ValueError(
+                f"need uint8 N x C x H x W images and N labels, got "
+                f"{images.dtype} {tuple(images.shape)} and {tuple(labels.shape)}"
+            )
+        if batch_size < 1:
+            raise HarnessError(f"Batch size {batch_size} is invalid: use a positive batch size.")
+        if len(images) == 0 or (drop_last and len(images) < batch_size):
+            raise HarnessError(
+                f"{len(images)} images give no batch of size {batch_size}: use more data or "
+                "a smaller batch size."
+            )
+        self.device = torch.device(device)
+        # Kept as uint8 on the device: a quarter of the float32 footprint, converted per batch.
+        self.images = images.to(self.device)
+        self.labels = labels.to(self.device, torch.int64)
+        self.batch_size, self.seed = batch_size, seed
+        self.augment, self.drop_last = augment, drop_last
+        shape = (1, images.shape[1], 1, 1)
+        self._mean = torch.tensor(MEAN, device=self.device).view(shape) * 255
+        self._std = torch.tensor(STD, device=self.device).view(shape) * 255
+
+    def __len__(self) -> int:
+        n = len(self.images)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def epoch(self, epoch_index: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n, (h, w) = len(self.images), self.images.shape[-2:]
+        # All randomness is drawn up front on CPU, so it is identical on every device.
+        gen = torch.Generator().manual_seed(_seed_for(self.seed, epoch_index))
+        order = torch.randperm(n, generator=gen)
+        if self.augment:
+            off_y = torch.randint(0, 2 * self.PAD + 1, (n,), generator=gen)
+            off_x = torch.randint(0, 2 * self.PAD + 1, (n,), generator=gen)
+            flip = torch.randint(0, 2, (n,), generator=gen).bool()
+            rows = off_y[:, None] + torch.arange(h)
+            cols = off_x[:, None] + torch.arange(w)
+            cols = torch.where(flip[:, None], cols.flip(1), cols)
+            rows, cols = rows.to(self.device), cols.to(self.device)
+        order = order.to(self.device)
+        for b in range(len(self)):
+            sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
+            idx = order[sl]
+            x = self.images[idx]
+            if self.augment:
+                x = self._crop_flip(x, rows[sl], cols[sl])
+            yield (x.float() - self._mean) / self._std, self.labels[idx]
+
+    def _crop_flip(self, x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        p = self.PAD
+        padded = F.pad(x, (p, p, p, p))  # zero pad in pixel space, as torchvision's RandomCrop
+        bi = torch.arange(len(x), device=x.device)[:, None, None, None]
+        ci = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+        return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]

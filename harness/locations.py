@@ -1,0 +1,68 @@
+"""Where the data, the ground truth and the caches are: CLI option > environment > default.
+
+The offline layout of this project keeps data beside the checkout
+(``../shared/data``); real users point the harness at their own copies.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+DATA_ENV = "HARNESS_CIFAR10"
+CACHE_ENV = "HARNESS_CACHE"
+RESULTS_ENV = "HARNESS_RESULTS"
+OFFLINE_DATA_ROOT = Path("..") / "shared" / "data"
+
+
+@dataclass(frozen=True)
+class DataLocation:
+    """Everything needed to load CIFAR-10 in any process (so it can be sent to workers)."""
+
+    source: str  # "folder" or "torchvision"
+    root: Path
+    cache_dir: Path
+    download: bool = False
+
+    def load(self):
+        from harness.data import load_cifar10
+
+        return load_cifar10(self.source, self.root, self.cache_dir, download=self.download)
+
+
+def resolve_data_location(
+    cli_path: str | None, source: str = "folder", cache_dir: str | None = None, download=False
+) -> DataLocation:
+    if source not in ("folder", "torchvision"):
+        raise HarnessError(f"unknown data source {source!r}; use 'folder' or 'torchvision'")
+    raw = cli_path or os.environ.get(DATA_ENV)
+    if raw is None:
+        fallback = OFFLINE_DATA_ROOT / "cifar10-jpeg"
+        if source == "folder" and fallback.is_dir():
+            raw = str(fallback)
+        else:
+            raise HarnessError(
+                "no CIFAR-10 location given: pass --data PATH or set HARNESS_CIFAR10 "
+                "(an image folder with train/<class>/ and test/<class>/, or with "
+                "--data-source torchvision the folder holding cifar-10-batches-py)"
+            )
+    return DataLocation(
+        source=source,
+        root=Path(raw).expanduser().resolve(),
+        cache_dir=resolve_cache_dir(cache_dir),
+        download=download,
+    )
+
+
+def resolve_cache_dir(cli_value: str | None = None) -> Path:
+    raw = cli_value or os.environ.get(CACHE_ENV)
+    if raw:
+        return Path(raw).expanduser().resolve()
+    return Path.home() / ".cache" / "nas-harness"
+
+
+def resolve_results_dir(cli_value: str | None = None) -> Path:
+    return Path(cli_value or os.environ.get(RESULTS_ENV) or "results").expanduser().resolve()

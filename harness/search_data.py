@@ -1,0 +1,62 @@
+"""The search splits of one experiment, ready as batch streams on the device.
+
+Training uses the weight half (augmented) for weight steps and the alpha half for
+alpha steps; evaluation and selection methods score on the alpha half without
+augmentation (the DARTS "validation" split).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from harness.config import DataSettings
+from harness.data import Batches, CIFAR10Arrays, downsample, search_split
+
+NUM_CLASSES = {"cifar10": 10}
+
+
+@dataclass
+class SearchData:
+    weight_batches: Batches  # augmented; weight steps
+    alpha_batches: Batches  # augmented like the reference code; alpha steps
+    weight_eval: Batches  # no augmentation; training-loss criteria (opp-loss)
+    alpha_eval: Batches  # no augmentation; validation accuracy and selection scores
+    fingerprint: str
+    num_classes: int
+
+
+def _stream_seed(seed: int, stream: int) -> int:
+    # Separate, fixed streams per purpose so adding one never shifts another.
+    return seed * 1000 + stream
+
+
+def make_search_data(
+    settings: DataSettings,
+    arrays: CIFAR10Arrays,
+    seed: int,
+    batch_size: int,
+    device: torch.device | str = "cpu",
+) -> SearchData:
+    weight_idx, alpha_idx = search_split(
+        len(arrays.train_labels), settings.split_seed, settings.images_per_split
+    )
+    weight_images = downsample(arrays.train_images[weight_idx], settings.resolution)
+    alpha_images = downsample(arrays.train_images[alpha_idx], settings.resolution)
+    weight_labels = arrays.train_labels[weight_idx]
+    alpha_labels = arrays.train_labels[alpha_idx]
+
+    def batches(images, labels, stream, augment):
+        return Batches(
+            images, labels, batch_size, _stream_seed(seed, stream), augment=augment, device=device
+        )
+
+    return SearchData(
+        weight_batches=batches(weight_images, weight_labels, 1, settings.augment),
+        alpha_batches=batches(alpha_images, alpha_labels, 2, settings.augment),
+        weight_eval=batches(weight_images, weight_labels, 3, False),
+        alpha_eval=batches(alpha_images, alpha_labels, 4, False),
+        fingerprint=arrays.fingerprint,
+        num_classes=NUM_CLASSES[settings.dataset],
+    )

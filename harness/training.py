@@ -1,0 +1,170 @@
+"""The shared supernet training loop: resumable, cached, one run per (settings, seed).
+
+Resumption is exact on CPU: model, both optimisers, the scheduler, the algorithm's
+own state and the RNG state are checkpointed, and the batches of epoch e depend only
+on (seed, e), so a run resumed from epoch e continues as if it was never stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+import harness
+from harness.checkpoints import build_supernet
+from harness.config import STORE_FORMAT_VERSION, ExperimentConfig, run_key
+from harness.data import Batches, CIFAR10Arrays
+from harness.search_data import make_search_data
+from harness.store import RunStore, atomic_write_bytes
+from methods.supernet import get_algorithm
+from spaces.nb201 import EDGE_NAMES, OP_NAMES, encode
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainOutcome:
+    run_key: str
+    seed: int
+    run_dir: Path
+    epochs_trained: int  # in this call; 0 when the store already held the run
+    resumed_from: int  # epoch of the checkpoint resumed from (0 = fresh start)
+    checkpoint_epochs: list[int]
+
+
+def settings_record(config: ExperimentConfig, seed: int, fingerprint: str, key: str, algorithm):
+    return {
+        "run_key": key,
+        "seed": seed,
+        "config": config.to_dict(),
+        "algorithm": algorithm.recorded_settings(),
+        "num_classes": 10,
+        "data_fingerprint": fingerprint,
+        "store_format": STORE_FORMAT_VERSION,
+        "harness_version": harness.__version__,
+        "torch_version": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+@torch.no_grad()
+def evaluate(supernet, batches: Batches, weights: torch.Tensor | None = None):
+    """Mean loss and accuracy over one pass of ``batches`` in eval mode."""
+    was_training = supernet.training
+    supernet.eval()
+    total_loss, correct, count = 0.0, 0, 0
+    for x, y in batches.epoch(0):
+        logits = supernet(x, weights)
+        total_loss += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+        count += len(y)
+    supernet.train(was_training)
+    return total_loss / count, correct / count
+
+
+def train_supernet(
+    config: ExperimentConfig,
+    seed: int,
+    store_root: Path,
+    data: CIFAR10Arrays,
+    progress: bool = True,
+) -> TrainOutcome:
+    key = run_key(config, seed, data.fingerprint)
+    run = RunStore(store_root, key)
+    run.remove_stale_temp_files()
+    total = config.train.epochs
+    completed = run.completed_epochs()
+    if completed and completed[-1] >= total:
+        log.info("seed %d: run %s already trained (%d epochs)", seed, key, total)
+        return TrainOutcome(key, seed, run.dir, 0, completed[-1], completed)
+
+    device = torch.device(config.device)
+    torch.manual_seed(seed)
+    supernet = build_supernet(config.space, num_classes=10).to(device)
+    algorithm = get_algorithm(config.algorithm)(supernet, config.train, config.algorithm_options)
+    settings = settings_record(config, seed, data.fingerprint, key, algorithm)
+    run.write_settings(settings)
+
+    start, metrics = 0, []
+    if completed:
+        state = run.load_checkpoint(completed[-1])
+        supernet.load_state_dict(state["model"])
+        algorithm.load_state_dict(state["algorithm"])
+        torch.set_rng_state(state["rng"]["torch"])
+        metrics = list(state["metrics"])
+        start = state["epoch"]
+        log.info("seed %d: resuming run %s from epoch %d", seed, key, start)
+
+    search = make_search_data(config.data, data, seed, config.train.batch_size, device)
+    bar = tqdm(total=total, initial=start, desc=f"seed {seed}", unit="epoch", disable=not progress)
+    for epoch in range(start, total):
+        began = time.perf_counter()
+        row: dict[str, Any] = {"epoch": epoch + 1, "lr": algorithm.scheduler.get_last_lr()[0]}
+        row.update(algorithm.begin_epoch(epoch, search.weight_batches, search.alpha_batches))
+        supernet.train()
+        losses, accuracies = [], []
+        for weight_batch, alpha_batch in zip(
+            search.weight_batches.epoch(epoch), search.alpha_batches.epoch(epoch), strict=False
+        ):
+            loss, acc = algorithm.step(weight_batch, alpha_batch)
+            losses.append(loss)
+            accuracies.append(acc)
+        row.update(algorithm.end_epoch(epoch))
+        valid_loss, valid_acc = evaluate(supernet, search.alpha_eval)
+        row.update(
+            train_loss=sum(losses) / len(losses),
+            train_acc=sum(accuracies) / len(accuracies),
+            valid_loss=valid_loss,
+            valid_acc=valid_acc,
+            seconds=time.perf_counter() - began,
+        )
+        row.update(_alpha_columns(supernet))
+        metrics.append(row)
+        _write_metrics(run, metrics)
+        log.info(
+            "seed %d epoch %d/%d: train loss %.3f acc %.3f, valid acc %.3f, %.1fs",
+            seed, epoch + 1, total, row["train_loss"], row["train_acc"], valid_acc, row["seconds"],
+        )  # fmt: skip
+        bar.set_postfix(loss=f"{row['train_loss']:.3f}", valid=f"{valid_acc:.3f}",
+                        s_per_epoch=f"{row['seconds']:.1f}")  # fmt: skip
+        bar.update(1)
+        done = epoch + 1
+        if done % config.train.checkpoint_every == 0 or done == total:
+            run.save_checkpoint(
+                done,
+                {
+                    "epoch": done,
+                    "settings": settings,
+                    "model": supernet.state_dict(),
+                    "algorithm": algorithm.state_dict(),
+                    "rng": {"torch": torch.get_rng_state()},
+                    "metrics": metrics,
+                },
+            )
+    bar.close()
+    return TrainOutcome(key, seed, run.dir, total - start, start, run.completed_epochs())
+
+
+def _alpha_columns(supernet) -> dict[str, Any]:
+    with torch.no_grad():
+        weights = supernet.mixing_weights().cpu()
+    columns: dict[str, Any] = {
+        f"w[{edge}][{op}]": weights[e, k].item()
+        for e, edge in enumerate(EDGE_NAMES)
+        for k, op in enumerate(OP_NAMES)
+    }
+    columns["argmax_arch"] = encode(weights.argmax(dim=1).tolist())
+    return columns
+
+
+def _write_metrics(run: RunStore, metrics: list[dict[str, Any]]) -> None:
+    atomic_write_bytes(run.metrics_path, pd.DataFrame(metrics).to_csv(index=False).encode())

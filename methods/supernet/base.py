@@ -1,0 +1,165 @@
+"""What a supernet training algorithm is: how weights and alphas move each step.
+
+The training loop (:mod:`harness.training`) owns epochs, data, checkpoints and
+metrics; an algorithm owns the optimisers and the update rule. Algorithms are
+registered by name in :mod:`methods.supernet`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from harness.config import TrainSettings
+from harness.errors import HarnessError
+from spaces.nb201 import NB201Supernet
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclasses.dataclass(frozen=True)
+class NoOptions:
+    pass
+
+
+class SupernetAlgorithm:
+    """Base class: SGD (cosine) for weights, Adam for alphas, as in DARTS."""
+
+    name: ClassVar[str]
+    options_class: ClassVar[type] = NoOptions
+
+    def __init__(
+        self, supernet: NB201Supernet, train: TrainSettings, options: dict[str, Any] | None = None
+    ) -> None:
+        self.supernet = supernet
+        self.train_settings = train
+        self.options = parse_options(self.options_class, options or {}, self.name)
+        self.make_optimisers()
+
+    def make_optimisers(self) -> None:
+        train = self.train_settings
+        self.weight_optimizer = torch.optim.SGD(
+            self.supernet.weight_parameters(),
+            lr=train.lr,
+            momentum=train.momentum,
+            weight_decay=train.weight_decay,
+        )
+        self.arch_optimizer = torch.optim.Adam(
+            self.supernet.arch_parameters(),
+            lr=self.arch_lr(),
+            betas=train.arch_betas,
+            weight_decay=train.arch_weight_decay,
+        )
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.weight_optimizer, T_max=train.epochs, eta_min=train.lr_min
+        )
+
+    def arch_lr(self) -> float:
+        return self.train_settings.arch_lr
+
+    # -- hooks the loop calls -------------------------------------------------------
+    def begin_epoch(self, epoch: int, weight_batches, alpha_batches) -> dict[str, float]:
+        """Called before each epoch (0-based); returns metrics to record."""
+        return {}
+
+    def step(self, weight_batch: Batch, alpha_batch: Batch) -> tuple[float, float]:
+        """One update; returns (training loss, training accuracy) on ``weight_batch``."""
+        if self.train_settings.step_order == "alpha-then-weight":
+            self.alpha_step(weight_batch, alpha_batch)
+            return self.weight_step(weight_batch)
+        result = self.weight_step(weight_batch)
+        self.alpha_step(weight_batch, alpha_batch)
+        return result
+
+    def end_epoch(self, epoch: int) -> dict[str, float]:
+        self.scheduler.step()
+        return {}
+
+    # -- the DARTS first-order update ----------------------------------------------
+    def alpha_step(self, weight_batch: Batch, alpha_batch: Batch) -> None:
+        x, y = alpha_batch
+        loss = F.cross_entropy(self.supernet(x), y)
+        (grad,) = torch.autograd.grad(loss, [self.supernet.alphas])
+        self.apply_alpha_gradient(grad)
+
+    def apply_alpha_gradient(self, grad: torch.Tensor) -> None:
+        self.arch_optimizer.zero_grad(set_to_none=True)
+        self.supernet.alphas.grad = grad
+        self.arch_optimizer.step()
+
+    def weight_step(self, weight_batch: Batch) -> tuple[float, float]:
+        x, y = weight_batch
+        weights = self.supernet.mixing_weights().detach()
+        self.weight_optimizer.zero_grad(set_to_none=True)
+        logits = self.supernet(x, weights)
+        loss = F.cross_entropy(logits, y)
+        loss.backward()
+        self.clip_and_step()
+        return loss.item(), accuracy(logits, y)
+
+    def clip_and_step(self) -> None:
+        torch.nn.utils.clip_grad_norm_(
+            self.supernet.weight_parameters(), self.train_settings.grad_clip
+        )
+        self.weight_optimizer.step()
+
+    # -- resumability ---------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "weight_optimizer": self.weight_optimizer.state_dict(),
+            "arch_optimizer": self.arch_optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.weight_optimizer.load_state_dict(state["weight_optimizer"])
+        self.arch_optimizer.load_state_dict(state["arch_optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+    def recorded_settings(self) -> dict[str, Any]:
+        """Everything about the update rule, for settings.json."""
+        train = self.train_settings
+        return {
+            "name": self.name,
+            "options": dataclasses.asdict(self.options),
+            "weight_optimizer": {
+                "type": "SGD",
+                "lr": train.lr,
+                "momentum": train.momentum,
+                "weight_decay": train.weight_decay,
+                "schedule": f"cosine to {train.lr_min} over {train.epochs} epochs",
+                "grad_clip": train.grad_clip,
+            },
+            "arch_optimizer": {
+                "type": "Adam",
+                "lr": self.arch_lr(),
+                "betas": list(train.arch_betas),
+                "weight_decay": train.arch_weight_decay,
+            },
+            "step_order": train.step_order,
+        }
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return (logits.argmax(dim=1) == labels).float().mean().item()
+
+
+def parse_options(options_class: type, raw: dict[str, Any], algorithm: str):
+    known = {f.name: f for f in dataclasses.fields(options_class)}
+    unknown = set(raw) - set(known)
+    if unknown:
+        listed = ", ".join(sorted(known)) or "none"
+        raise HarnessError(
+            f"unknown option(s) {', '.join(sorted(unknown))} for {algorithm}; known: {listed}"
+        )
+    values = {}
+    for name, value in raw.items():
+        default = known[name].default
+        try:
+            values[name] = type(default)(value) if default is not None else value
+        except (TypeError, ValueError):
+            raise HarnessError(f"option {name} of {algorithm} must be like {default!r}") from None
+    return options_class(**values)
