@@ -1,0 +1,93 @@
+"""Selection methods, looked up by name: ``make_method("ostr[taylor]")``.
+
+A spec is ``name``, ``name[alias]`` or ``name[option=value,...]``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from harness.errors import HarnessError
+from methods.selection.base import Selection, SelectionContext, SelectionCost, SelectionMethod
+from methods.selection.magnitude import Magnitude
+from methods.selection.oracle import Oracle
+from methods.selection.random_cell import RandomCell
+
+SELECTION_METHODS: dict[str, type[SelectionMethod]] = {
+    cls.name: cls for cls in (Magnitude, RandomCell, Oracle)
+}
+
+_SPEC = re.compile(r"^([a-z0-9-]+)(?:\[([^\]]*)\])?$")
+
+
+def make_method(spec: str) -> SelectionMethod:
+    match = _SPEC.match(spec.strip())
+    if not match:
+        raise HarnessError(
+            f"cannot read method {spec!r}: write NAME, NAME[variant] or NAME[option=value,...]"
+        )
+    name, inner = match.group(1), match.group(2)
+    if name not in SELECTION_METHODS:
+        raise HarnessError(
+            f"unknown selection method {name!r}; available: {', '.join(SELECTION_METHODS)}"
+        )
+    cls = SELECTION_METHODS[name]
+    options: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in (inner or "").split(","))):
+        key, sep, value = part.partition("=")
+        if sep:
+            options[key.strip()] = _literal(value.strip())
+        elif part in cls.aliases:
+            options.update(cls.aliases[part])
+        else:
+            known = ", ".join(cls.aliases) or "none"
+            raise HarnessError(f"unknown variant {part!r} of {name}; variants: {known}")
+    return cls(**options)
+
+
+def parse_method_list(text: str) -> list[SelectionMethod]:
+    """'ostr,magnitude' or 'all'; commas inside [...] belong to the variant."""
+    if text.strip() == "all":
+        return [cls() for cls in SELECTION_METHODS.values()]
+    specs, depth, current = [], 0, ""
+    for char in text:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            specs.append(current)
+            current = ""
+        else:
+            current += char
+    specs.append(current)
+    methods = [make_method(s) for s in specs if s.strip()]
+    if not methods:
+        raise HarnessError("no selection method given: pass --methods NAME[,NAME...] or all")
+    names = [m.display_name for m in methods]
+    if len(set(names)) != len(names):
+        raise HarnessError(f"--methods names a method twice: {text!r}")
+    return methods
+
+
+def _literal(raw: str) -> Any:
+    lowered = raw.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+__all__ = [
+    "SELECTION_METHODS",
+    "Selection",
+    "SelectionContext",
+    "SelectionCost",
+    "SelectionMethod",
+    "make_method",
+    "parse_method_list",
+]

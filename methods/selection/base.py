@@ -1,0 +1,156 @@
+"""The protocol every selection method follows, and the record it returns.
+
+A method is configured once (``Method(**options)``, options validated against its
+``options_class``) and then called as ``select(supernet, context) -> Selection``.
+Methods never mutate the supernet they are given: those that need to change BN
+statistics or fine-tune work on :func:`working_copy`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from harness.config import TrainSettings
+from harness.search_data import SearchData
+from methods.supernet.base import parse_options
+from spaces.nb201 import NUM_EDGES, NUM_OPS, NB201Supernet, encode
+
+
+@dataclass
+class SelectionCost:
+    wall_seconds: float = 0.0
+    forward_passes: int = 0  # batches pushed through the supernet
+    backward_passes: int = 0
+    finetune_steps: int = 0
+
+
+@dataclass
+class Selection:
+    """What a method chose and what it believed (scores: edges x ops, higher = better)."""
+
+    method: str  # display name with its variant, e.g. "ostr[taylor]"
+    arch: str
+    scores: list[list[float]]  # NaN where the method did not score an op
+    edge_order: list[int]
+    cost: SelectionCost
+    settings: dict[str, Any]
+    upper_bound: bool = False  # the oracle: not a method, a ceiling
+
+    def to_dict(self) -> dict[str, Any]:
+        raw = dataclasses.asdict(self)
+        raw["scores"] = [[None if math.isnan(v) else v for v in row] for row in self.scores]
+        return raw
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Selection:
+        scores = [[math.nan if v is None else float(v) for v in row] for row in raw["scores"]]
+        return cls(
+            method=raw["method"],
+            arch=raw["arch"],
+            scores=scores,
+            edge_order=list(raw["edge_order"]),
+            cost=SelectionCost(**raw["cost"]),
+            settings=dict(raw["settings"]),
+            upper_bound=bool(raw.get("upper_bound", False)),
+        )
+
+
+@dataclass
+class SelectionContext:
+    """Everything a method may use besides the supernet."""
+
+    data: SearchData
+    seed: int
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    train_settings: TrainSettings = field(default_factory=TrainSettings)
+    ground_truth: Any = None  # harness.ground_truth.GroundTruth; only the oracle reads it
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    pass
+
+
+class SelectionMethod:
+    name: ClassVar[str]
+    options_class: ClassVar[type] = NoOptions
+    # Short names for common variants, shown in reports instead of the full option list.
+    aliases: ClassVar[dict[str, dict[str, Any]]] = {}
+    upper_bound: ClassVar[bool] = False
+
+    def __init__(self, **options: Any) -> None:
+        self.options = parse_options(self.options_class, options, self.name)
+
+    @property
+    def display_name(self) -> str:
+        changed = self.changed_options()
+        if not changed:
+            return self.name
+        for alias, values in self.aliases.items():
+            if values == changed:
+                return f"{self.name}[{alias}]"
+        return f"{self.name}[" + ",".join(f"{k}={v}" for k, v in sorted(changed.items())) + "]"
+
+    def changed_options(self) -> dict[str, Any]:
+        defaults = self.options_class()
+        return {
+            f.name: getattr(self.options, f.name)
+            for f in dataclasses.fields(self.options)
+            if getattr(self.options, f.name) != getattr(defaults, f.name)
+        }
+
+    def settings(self) -> dict[str, Any]:
+        return {"method": self.name, **dataclasses.asdict(self.options)}
+
+    def select(self, supernet: NB201Supernet, context: SelectionContext) -> Selection:
+        cost = SelectionCost()
+        began = time.perf_counter()
+        choices, scores, order = self.choose(supernet, context, cost)
+        cost.wall_seconds = time.perf_counter() - began
+        return Selection(
+            method=self.display_name,
+            arch=encode(choices),
+            scores=[[float(v) for v in row] for row in np.asarray(scores, dtype=float)],
+            edge_order=[int(e) for e in order],
+            cost=cost,
+            settings=self.settings(),
+            upper_bound=self.upper_bound,
+        )
+
+    def choose(
+        self, supernet: NB201Supernet, context: SelectionContext, cost: SelectionCost
+    ) -> tuple[list[int], np.ndarray, list[int]]:
+        """Return (op per edge, edges x ops scores, order in which edges were decided)."""
+        raise NotImplementedError
+
+
+def working_copy(supernet: NB201Supernet) -> NB201Supernet:
+    """A deep copy to score or fine-tune, so the caller's (cached) supernet is untouched."""
+    return copy.deepcopy(supernet)
+
+
+def empty_scores() -> np.ndarray:
+    return np.full((NUM_EDGES, NUM_OPS), np.nan)
+
+
+def edge_order(seed: int, edges: list[int]) -> list[int]:
+    """A random order of ``edges`` that depends only on ``seed``."""
+    generator = np.random.default_rng(seed)
+    return [edges[i] for i in generator.permutation(len(edges))]
+
+
+def fixed_weights(base: torch.Tensor, decided: dict[int, int]) -> torch.Tensor:
+    """``base`` with the rows of decided edges replaced by one-hot rows."""
+    weights = base.clone()
+    for edge, op in decided.items():
+        weights[edge] = 0.0
+        weights[edge, op] = 1.0
+    return weights

@@ -1,0 +1,67 @@
+"""Measuring a supernet under a given mixing matrix, counting the cost."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from harness.data import Batches
+from methods.selection.base import SelectionCost
+from spaces.nb201 import NB201Supernet
+
+
+@dataclass(frozen=True)
+class Measurement:
+    loss: float
+    accuracy: float
+
+
+@torch.no_grad()
+def measure(
+    supernet: NB201Supernet,
+    weights: torch.Tensor,
+    batches: Batches,
+    num_batches: int | None,
+    cost: SelectionCost,
+    bn_mode: str = "train",
+) -> Measurement:
+    """Mean loss and accuracy over the first ``num_batches`` batches (all if None).
+
+    ``bn_mode="train"`` normalises with batch statistics, as the DARTS-PT reference
+    does while scoring; running statistics are restored afterwards so one scoring
+    pass never influences the next.
+    """
+    if bn_mode not in ("train", "eval"):
+        raise ValueError(f"bn_mode must be 'train' or 'eval', got {bn_mode!r}")
+    saved = _bn_buffers(supernet) if bn_mode == "train" else None
+    was_training = supernet.training
+    supernet.train(bn_mode == "train")
+    total_loss, correct, count = 0.0, 0, 0
+    for index, (x, y) in enumerate(batches.epoch(0)):
+        if num_batches is not None and index >= num_batches:
+            break
+        logits = supernet(x, weights)
+        total_loss += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+        count += len(y)
+        cost.forward_passes += 1
+    supernet.train(was_training)
+    if saved is not None:
+        _restore_bn_buffers(supernet, saved)
+    return Measurement(total_loss / count, correct / count)
+
+
+def _bn_buffers(supernet: NB201Supernet) -> dict[str, torch.Tensor]:
+    return {
+        name: buffer.clone()
+        for name, buffer in supernet.named_buffers()
+        if "running_" in name or "num_batches_tracked" in name
+    }
+
+
+def _restore_bn_buffers(supernet: NB201Supernet, saved: dict[str, torch.Tensor]) -> None:
+    buffers = dict(supernet.named_buffers())
+    for name, value in saved.items():
+        buffers[name].copy_(value)
