@@ -132,6 +132,29 @@ def run_key(config: ExperimentConfig, seed: int, data_fingerprint: str) -> str:
     return hash_settings(identity)
 
 
+def config_key(config_dict: dict[str, Any], data_fingerprint: str) -> str:
+    """Key of an experiment across seeds: what the report groups runs by."""
+    identity = dict(config_dict)
+    identity.pop("preset", None)
+    identity.update(data_fingerprint=data_fingerprint, format=STORE_FORMAT_VERSION)
+    return hash_settings(identity)
+
+
+def parse_literal(raw: str) -> Any:
+    """A command-line value as bool, None, int, float or (otherwise) str."""
+    lowered = raw.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return raw
+
+
 def hash_settings(settings: dict[str, Any]) -> str:
     canonical = json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]

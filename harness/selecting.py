@@ -39,11 +39,11 @@ class StoredSelection:
     computed: bool  # False when it was read from the store
 
 
-def selection_path(checkpoint: LoadedCheckpoint, method: SelectionMethod) -> Path:
+def selection_path(checkpoint_path: Path, epoch: int, method: SelectionMethod) -> Path:
     key = hash_settings({"settings": method.settings(), "format": SELECTION_FORMAT_VERSION})
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", method.display_name).strip("_")
-    run_dir = Path(checkpoint.path).parent.parent
-    return run_dir / "selections" / f"epoch_{checkpoint.epoch:04d}" / f"{slug}.{key[:12]}.json"
+    run_dir = Path(checkpoint_path).parent.parent
+    return run_dir / "selections" / f"epoch_{epoch:04d}" / f"{slug}.{key[:12]}.json"
 
 
 def select_at_checkpoint(
@@ -64,7 +64,7 @@ def select_at_checkpoint(
     context = None
     results = []
     for method in methods:
-        path = selection_path(checkpoint, method)
+        path = selection_path(checkpoint.path, checkpoint.epoch, method)
         if path.exists():
             raw = json.loads(path.read_text())
             results.append(_stored(raw, checkpoint, path, computed=False))

@@ -6,10 +6,12 @@ import argparse
 import re
 from typing import Any
 
-from harness.config import ExperimentConfig
+from harness.config import ExperimentConfig, parse_literal
 from harness.errors import HarnessError
 from harness.locations import DataLocation, resolve_data_location
 from harness.presets import PRESET_DESCRIPTIONS, PRESETS, build_config
+from methods.supernet import get_algorithm
+from methods.supernet.base import parse_options
 
 _RANGE = re.compile(r"^(\d+)-(\d+)$")
 
@@ -106,25 +108,15 @@ def experiment_config(args: argparse.Namespace, algorithm: str | None = None) ->
                 "space, data, train, algorithm"
             )
         target = algorithm_options if section == "algorithm" else overrides[section]
-        target[field] = _literal(raw)
+        target[field] = parse_literal(raw)
+    name = algorithm or args.algorithm
+    # Fail on a bad algorithm or option now, not after data loading and training.
+    cls = get_algorithm(name)
+    parse_options(cls.options_class, algorithm_options, name)
     return build_config(
         args.preset,
         overrides,
-        algorithm=algorithm or args.algorithm,
+        algorithm=name,
         algorithm_options=algorithm_options,
         device=args.device,
     )
-
-
-def _literal(raw: str) -> Any:
-    lowered = raw.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    for kind in (int, float):
-        try:
-            return kind(raw)
-        except ValueError:
-            pass
-    return raw

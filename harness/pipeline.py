@@ -1,0 +1,178 @@
+"""``harness run``: plan the jobs, skip what the store holds, run the rest, write tables.
+
+Jobs are independent: one training job per seed, then one selection job per
+checkpoint (covering every method missing there). They run in this process
+(``jobs=1``), in joblib worker processes (``jobs>1``) or on a Dask cluster; the store
+on a (shared) file system is the only coordination.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import joblib
+from tqdm.auto import tqdm
+
+from harness.config import ExperimentConfig, run_key
+from harness.errors import HarnessError
+from harness.ground_truth import GroundTruth
+from harness.locations import DataLocation
+from harness.records import write_tables
+from harness.selecting import select_at_checkpoint, selection_path
+from harness.store import RunStore
+from harness.training import train_supernet
+from methods.selection import SelectionMethod, make_method
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    trained_seeds: list[int] = field(default_factory=list)
+    selections_computed: int = 0
+    selections_reused: int = 0
+    records: int = 0
+    seconds: float = 0.0
+    run_keys: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How jobs run: ``jobs`` worker processes, or a Dask cluster (address or "local")."""
+
+    jobs: int = 1
+    cluster: str | None = None
+
+    def validate(self) -> Execution:
+        if self.jobs < 1:
+            raise HarnessError(f"--jobs must be at least 1, got {self.jobs}")
+        return self
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    seeds: list[int],
+    methods: list[SelectionMethod],
+    location: DataLocation,
+    truth: GroundTruth,
+    results_dir: Path,
+    execution: Execution = Execution(),
+    progress: bool = True,
+) -> RunSummary:
+    began = time.perf_counter()
+    summary = RunSummary()
+    data = location.load()
+    keys = {seed: run_key(config, seed, data.fingerprint) for seed in seeds}
+    summary.run_keys = keys
+
+    to_train = [s for s in seeds if not _trained(results_dir, keys[s], config.train.epochs)]
+    if to_train:
+        log.info("training seeds %s", to_train)
+        if execution.jobs == 1 and execution.cluster is None:
+            for seed in to_train:
+                train_supernet(config, seed, results_dir, data, progress=progress)
+        else:
+            _parallel(
+                execution,
+                [joblib.delayed(_train_job)(config, s, results_dir, location) for s in to_train],
+                "training",
+                progress,
+            )
+        summary.trained_seeds = to_train
+
+    pending = []
+    for seed in seeds:
+        store = RunStore(results_dir, keys[seed])
+        for epoch in store.completed_epochs():
+            path = store.checkpoint_path(epoch)
+            missing = [m.display_name for m in methods if not _selected(path, m)]
+            summary.selections_reused += len(methods) - len(missing)
+            if missing:
+                pending.append((path, missing))
+    summary.selections_computed = sum(len(missing) for _, missing in pending)
+    if pending:
+        log.info("%d selections to compute at %d checkpoints", summary.selections_computed,
+                 len(pending))  # fmt: skip
+        if execution.jobs == 1 and execution.cluster is None:
+            for path, missing in tqdm(pending, desc="selection", disable=not progress):
+                select_at_checkpoint(path, [make_method(s) for s in missing], data, truth,
+                                     config.device)  # fmt: skip
+        else:
+            _parallel(
+                execution,
+                [
+                    joblib.delayed(_select_job)(path, missing, location, truth, config.device)
+                    for path, missing in pending
+                ],
+                "selection",
+                progress,
+            )
+    tables = write_tables(results_dir, truth)
+    summary.records = len(tables["records"])
+    summary.seconds = time.perf_counter() - began
+    return summary
+
+
+def _trained(results_dir: Path, key: str, epochs: int) -> bool:
+    completed = RunStore(results_dir, key).completed_epochs()
+    return bool(completed) and completed[-1] >= epochs
+
+
+def _selected(checkpoint_path: Path, method: SelectionMethod) -> bool:
+    # Reading the epoch from the file name avoids loading the checkpoint to plan.
+    epoch = int(checkpoint_path.stem.split("_")[1])
+    return selection_path(checkpoint_path, epoch, method).exists()
+
+
+def _train_job(config: ExperimentConfig, seed: int, results_dir: Path, location: DataLocation):
+    return train_supernet(config, seed, results_dir, location.load(), progress=False).run_key
+
+
+def _select_job(path: Path, specs: list[str], location: DataLocation, truth, device: str):
+    methods = [make_method(s) for s in specs]
+    return len(select_at_checkpoint(path, methods, location.load(), truth, device))
+
+
+def _parallel(execution: Execution, tasks: list, stage: str, progress: bool) -> list:
+    with _backend(execution):
+        results = joblib.Parallel(return_as="generator_unordered")(tasks)
+        return list(tqdm(results, total=len(tasks), desc=stage, disable=not progress))
+
+
+@contextlib.contextmanager
+def _backend(execution: Execution):
+    if execution.cluster is None:
+        # Split the cores between workers so they do not oversubscribe each other.
+        threads = max(1, (os.cpu_count() or 1) // execution.jobs)
+        with joblib.parallel_config(
+            backend="loky", n_jobs=execution.jobs, inner_max_num_threads=threads
+        ):
+            yield
+        return
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise HarnessError(
+            "--cluster needs Dask: pip install 'nas-selection-harness[cluster]'"
+        ) from None
+    if execution.cluster == "local":
+        cluster = LocalCluster(
+            n_workers=execution.jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address=None,
+        )  # fmt: skip
+        client = Client(cluster)
+    else:
+        cluster = None
+        client = Client(execution.cluster)
+    try:
+        with joblib.parallel_config(backend="dask"):
+            yield
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()

@@ -1,0 +1,175 @@
+"""Tidy tables of everything in the store, joined with the ground truth.
+
+``records.parquet``: one row per seed x checkpoint epoch x method x dataset x metric x
+fidelity. ``selections.parquet``: one row per seed x epoch x method, with the method's
+scores, the checkpoint's alphas and the ground-truth importance of every op on every
+edge around the selected cell (for rank correlations). ``runs.parquet``: one row per
+supernet run. They are rebuilt from the store's files, so they never disagree with it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from harness.config import config_key, hash_settings
+from harness.ground_truth import COLUMN_PATTERN, GroundTruth
+from harness.store import atomic_write_bytes
+from spaces.nb201 import NUM_EDGES, NUM_OPS, OP_NAMES, PARAMETER_FREE_OPS, decode, encode
+
+log = logging.getLogger(__name__)
+
+TABLES = ("records", "selections", "runs")
+
+
+def write_tables(results_dir: Path, truth: GroundTruth) -> dict[str, pd.DataFrame]:
+    tables = collect_tables(results_dir, truth)
+    for name, frame in tables.items():
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        atomic_write_bytes(results_dir / f"{name}.parquet", buffer.getvalue())
+    return tables
+
+
+def collect_tables(results_dir: Path, truth: GroundTruth) -> dict[str, pd.DataFrame]:
+    runs, selections, records = [], [], []
+    alpha_cache: dict[Path, list] = {}
+    for settings_path in sorted((results_dir / "runs").glob("*/settings.json")):
+        run_dir = settings_path.parent
+        settings = json.loads(settings_path.read_text())
+        identity = _run_identity(settings)
+        runs.append({**identity, **_run_summary(run_dir, settings)})
+        for path in sorted(run_dir.glob("selections/epoch_*/*.json")):
+            raw = json.loads(path.read_text())
+            selection = raw["selection"]
+            checkpoint = run_dir / "checkpoints" / f"epoch_{raw['epoch']:04d}.pt"
+            if checkpoint not in alpha_cache:
+                alpha_cache[checkpoint] = _checkpoint_alphas(checkpoint)
+            row = {
+                **identity,
+                "epoch": raw["epoch"],
+                "method": selection["method"],
+                "method_name": selection["settings"]["method"],
+                "method_key": hash_settings(selection["settings"]),
+                "upper_bound": selection["upper_bound"],
+                "arch": selection["arch"],
+                **{k: selection["cost"][k] for k in _COSTS},
+            }
+            selections.append(
+                {
+                    **row,
+                    "scores": json.dumps(selection["scores"]),
+                    "alphas": json.dumps(alpha_cache[checkpoint]),
+                    "gt_importance": json.dumps(_neighbour_accuracies(selection["arch"], truth)),
+                    "edge_order": json.dumps(selection["edge_order"]),
+                }
+            )
+            records.extend(_accuracy_rows(row, truth))
+    return {
+        "records": _frame(records, _RECORD_COLUMNS),
+        "selections": _frame(selections, _SELECTION_COLUMNS),
+        "runs": _frame(runs, _RUN_COLUMNS),
+    }
+
+
+_COSTS = ("wall_seconds", "forward_passes", "backward_passes", "finetune_steps")
+_IDENTITY = ("config_key", "preset", "algorithm", "run_key", "seed", "final_epoch")
+_ROW = (*_IDENTITY, "epoch", "method", "method_name", "method_key", "upper_bound", "arch")
+_RECORD_COLUMNS = (
+    *_ROW,
+    "benchmark_index",
+    "dataset",
+    "metric",
+    "fidelity",
+    "accuracy",
+    "param_free_ops",
+    "skip_ops",
+    *_COSTS,
+)
+_SELECTION_COLUMNS = (*_ROW, "scores", "alphas", "gt_importance", "edge_order", *_COSTS)
+_RUN_COLUMNS = (*_IDENTITY[:-1], "epochs", "train_seconds", "final_valid_acc", "settings")
+
+
+def _frame(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=list(columns))
+
+
+def _run_identity(settings: dict[str, Any]) -> dict[str, Any]:
+    config = settings["config"]
+    return {
+        "config_key": config_key(config, settings["data_fingerprint"]),
+        "preset": config["preset"],
+        "algorithm": config["algorithm"],
+        "run_key": settings["run_key"],
+        "seed": settings["seed"],
+        "final_epoch": config["train"]["epochs"],
+    }
+
+
+def _run_summary(run_dir: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    metrics_path = run_dir / "metrics.csv"
+    metrics = pd.read_csv(metrics_path) if metrics_path.exists() else pd.DataFrame()
+    return {
+        "epochs": int(metrics["epoch"].max()) if len(metrics) else 0,
+        "train_seconds": float(metrics["seconds"].sum()) if len(metrics) else math.nan,
+        "final_valid_acc": float(metrics["valid_acc"].iloc[-1]) if len(metrics) else math.nan,
+        "settings": json.dumps(settings, sort_keys=True),
+    }
+
+
+def _checkpoint_alphas(path: Path) -> list[list[float]]:
+    if not path.exists():
+        return [[math.nan] * NUM_OPS for _ in range(NUM_EDGES)]
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    return state["model"]["alphas"].double().tolist()
+
+
+def _neighbour_accuracies(arch: str, truth: GroundTruth) -> list[list[float]]:
+    """[e][k]: CIFAR-10 test (200 epochs) accuracy of ``arch`` with edge e set to op k."""
+    column = truth.column("cifar10", "test", 200)
+    choices = list(decode(arch))
+    neighbours = []
+    for edge in range(NUM_EDGES):
+        for op in range(NUM_OPS):
+            variant = list(choices)
+            variant[edge] = op
+            neighbours.append(encode(variant))
+    values = [truth.lookup_many([n], column)[0] if n in truth else math.nan for n in neighbours]
+    return np.asarray(values, dtype=float).reshape(NUM_EDGES, NUM_OPS).tolist()
+
+
+def _accuracy_rows(row: dict[str, Any], truth: GroundTruth) -> list[dict[str, Any]]:
+    ops = [OP_NAMES[k] for k in decode(row["arch"])]
+    known = row["arch"] in truth  # imported subsets of the benchmark may lack a cell
+    shared = {
+        **row,
+        "benchmark_index": truth.index_of(row["arch"]) if known else -1,
+        "param_free_ops": sum(op in PARAMETER_FREE_OPS for op in ops),
+        "skip_ops": ops.count("skip_connect"),
+    }
+    rows = []
+    for column in truth.columns:
+        match = COLUMN_PATTERN.fullmatch(column)
+        if match is None:
+            continue
+        dataset, metric, epochs = match.groups()
+        rows.append(
+            {
+                **shared,
+                "dataset": dataset,
+                "metric": metric,
+                "fidelity": f"{epochs}ep",
+                "accuracy": (
+                    truth.accuracy(row["arch"], dataset, metric, int(epochs)) if known else math.nan
+                ),
+            }
+        )
+    return rows

@@ -1,0 +1,181 @@
+"""Read the three result tables of ``harness run`` and narrow them to one config per algorithm.
+
+The report reads only ``records.parquet``, ``selections.parquet`` and ``runs.parquet``;
+it never opens checkpoints or the ground-truth file, so a results directory copied off
+a cluster is enough to rebuild every figure and table.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.errors import HarnessError
+
+log = logging.getLogger(__name__)
+
+RECORDS_FILE = "records.parquet"
+SELECTIONS_FILE = "selections.parquet"
+RUNS_FILE = "runs.parquet"
+
+IDENTITY_COLUMNS = (
+    "config_key", "preset", "algorithm", "run_key", "seed", "epoch", "final_epoch",
+    "method", "method_name", "method_key", "upper_bound", "arch",
+)  # fmt: skip
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    RECORDS_FILE: IDENTITY_COLUMNS
+    + ("dataset", "metric", "fidelity", "accuracy", "param_free_ops", "skip_ops"),
+    SELECTIONS_FILE: IDENTITY_COLUMNS
+    + ("scores", "alphas", "gt_importance", "wall_seconds", "forward_passes"),
+    RUNS_FILE: ("config_key", "preset", "algorithm", "run_key", "seed", "epochs", "train_seconds",
+                "settings"),
+}  # fmt: skip
+
+
+@dataclass
+class ResultTables:
+    records: pd.DataFrame
+    selections: pd.DataFrame
+    runs: pd.DataFrame
+
+    @property
+    def algorithms(self) -> list[str]:
+        return sorted(self.records["algorithm"].unique())
+
+    def config_for(self, algorithm: str) -> str:
+        return str(self.records.loc[self.records["algorithm"] == algorithm, "config_key"].iloc[0])
+
+
+def load_results(results_dir: Path) -> ResultTables:
+    """Read the three tables; a missing file or column is the user's to fix, not a bug."""
+    results_dir = Path(results_dir)
+    frames: dict[str, pd.DataFrame] = {}
+    for name, columns in REQUIRED_COLUMNS.items():
+        path = results_dir / name
+        if not path.is_file():
+            raise HarnessError(f"no results in {results_dir}: run `harness run` first")
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as error:  # pyarrow raises several types for damaged files
+            raise HarnessError(
+                f"{path} is not a readable Parquet table ({type(error).__name__}); "
+                "re-run `harness run` to rewrite it"
+            ) from None
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise HarnessError(
+                f"{path} lacks the column(s) {', '.join(missing)}; it was written by another "
+                "version of the harness: re-run `harness run`"
+            )
+        frames[name] = frame
+    tables = ResultTables(frames[RECORDS_FILE], frames[SELECTIONS_FILE], frames[RUNS_FILE])
+    if tables.records.empty:
+        raise HarnessError(f"no results in {results_dir}: run `harness run` first")
+    log.info(
+        "loaded %d records, %d selections, %d runs from %s",
+        len(tables.records), len(tables.selections), len(tables.runs), results_dir,
+    )
+    return tables
+
+
+def select_results(
+    tables: ResultTables,
+    preset: str | None = None,
+    algorithm: str | None = None,
+    config_key: str | None = None,
+) -> ResultTables:
+    """Keep the rows matching the filters; exactly one config may remain per algorithm."""
+    records = tables.records
+    wanted = pd.Series(True, index=records.index)
+    asked = []
+    if preset is not None:
+        wanted &= records["preset"] == preset
+        asked.append(f"preset {preset!r}")
+    if algorithm is not None:
+        wanted &= records["algorithm"] == algorithm
+        asked.append(f"algorithm {algorithm!r}")
+    if config_key is not None:
+        # A unique prefix is enough, like git hashes: keys are 16 hex digits.
+        wanted &= records["config_key"].astype(str).str.startswith(config_key)
+        asked.append(f"config {config_key!r}")
+    kept = records[wanted]
+    if kept.empty:
+        raise HarnessError(
+            f"no results match {' and '.join(asked)}; available: {_choices(tables, records)}"
+        )
+    for algo, group in kept.groupby("algorithm"):
+        if group["config_key"].nunique() > 1:
+            raise HarnessError(
+                f"the results hold {group['config_key'].nunique()} configurations of algorithm "
+                f"{algo!r} ({_choices(tables, group)}): pass --preset or --config to pick one"
+            )
+    keys = set(kept["config_key"])
+    return ResultTables(
+        records=kept.reset_index(drop=True),
+        selections=_rows_of(tables.selections, keys),
+        runs=_rows_of(tables.runs, keys),
+    )
+
+
+def _rows_of(frame: pd.DataFrame, keys: set[str]) -> pd.DataFrame:
+    return frame[frame["config_key"].isin(keys)].reset_index(drop=True)
+
+
+def _choices(tables: ResultTables, records: pd.DataFrame) -> str:
+    keys = sorted(records["config_key"].unique())
+    descriptions = describe_configs(tables, keys)
+    return "; ".join(descriptions[key] for key in keys)
+
+
+def describe_configs(tables: ResultTables, keys: list[str]) -> dict[str, str]:
+    """One line per config: preset, key, algorithm, epochs, seeds and what sets it apart."""
+    flat = {key: flatten_settings(settings_of(tables.runs, key)) for key in keys}
+    differing = sorted(
+        name
+        for name in set().union(*flat.values())
+        if len({json.dumps(f.get(name), default=str) for f in flat.values()}) > 1
+    )
+    out = {}
+    for key in keys:
+        rows = tables.records[tables.records["config_key"] == key]
+        first = rows.iloc[0]
+        epochs = int(rows["final_epoch"].max())
+        text = (
+            f"preset {first['preset']} --config {key} ({first['algorithm']}, {epochs} epochs, "
+            f"{rows['seed'].nunique()} seeds"
+        )
+        diff = [f"{name}={flat[key].get(name)}" for name in differing[:4] if name != "algorithm"]
+        out[key] = text + (", " + ", ".join(diff) if diff else "") + ")"
+    return out
+
+
+def settings_of(runs: pd.DataFrame, key: str) -> dict[str, Any]:
+    """The settings record of the first run of a config ({} when unreadable)."""
+    rows = runs[runs["config_key"] == key].sort_values("seed")
+    for raw in rows["settings"]:
+        if isinstance(raw, str):
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                log.warning("unreadable settings JSON for config %s", key)
+                continue
+            if isinstance(value, dict):
+                return value
+    return {}
+
+
+def flatten_settings(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings -> dotted names, without the per-seed fields (they always differ)."""
+    flat: dict[str, Any] = {}
+    for name, value in settings.items():
+        dotted = f"{prefix}{name}"
+        if isinstance(value, dict):
+            flat.update(flatten_settings(value, dotted + "."))
+        elif name not in ("seed", "run_key"):
+            flat[dotted] = value
+    return flat

@@ -1,0 +1,99 @@
+"""`harness run`: caching across invocations, adding methods later, records, bad input."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from harness.cli import main
+from spaces.nb201 import PARAMETER_FREE_OPS, decode
+from spaces.nb201.ops import OP_NAMES
+
+
+@pytest.fixture
+def run_args(tmp_path, tiny_image_folder, ground_truth_csv):
+    def build(*extra: str) -> list[str]:
+        return [
+            "run", "--preset", "smoke", "--seeds", "0-1", "--quiet",
+            "--data", str(tiny_image_folder), "--cache", str(tmp_path / "cache"),
+            "--results", str(tmp_path / "results"), "--ground-truth", str(ground_truth_csv),
+            *extra,
+        ]  # fmt: skip
+
+    return build
+
+
+def _calls(monkeypatch):
+    calls = {"train": 0, "select": 0}
+    import harness.pipeline as pipeline
+
+    real_train, real_select = pipeline.train_supernet, pipeline.select_at_checkpoint
+
+    def train(*args, **kwargs):
+        calls["train"] += 1
+        return real_train(*args, **kwargs)
+
+    def select(path, methods, *args, **kwargs):
+        calls["select"] += len(methods)
+        return real_select(path, methods, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "train_supernet", train)
+    monkeypatch.setattr(pipeline, "select_at_checkpoint", select)
+    return calls
+
+
+def test_run_twice_then_add_a_method(run_args, tmp_path, monkeypatch, capsys, ground_truth_csv):
+    calls = _calls(monkeypatch)
+    assert main(run_args("--methods", "magnitude,random")) == 0
+    # 2 seeds x 2 checkpoints (smoke: 2 epochs, checkpoint every epoch) x 2 methods
+    assert calls == {"train": 2, "select": 8}
+
+    assert main(run_args("--methods", "magnitude,random")) == 0
+    assert calls == {"train": 2, "select": 8}, "a second identical run must do nothing"
+
+    assert main(run_args("--methods", "oracle")) == 0
+    assert calls == {"train": 2, "select": 12}, "a new method runs selections only"
+
+    results = tmp_path / "results"
+    records = pd.read_parquet(results / "records.parquet")
+    selections = pd.read_parquet(results / "selections.parquet")
+    runs = pd.read_parquet(results / "runs.parquet")
+    assert len(runs) == 2 and set(runs["seed"]) == {0, 1}
+    assert len(selections) == 2 * 2 * 3
+    assert set(selections["method"]) == {"magnitude", "random", "oracle"}
+    # One record per selection x ground-truth column (9 in the offline table).
+    assert len(records) == len(selections) * 9
+    truth = pd.read_csv(ground_truth_csv).set_index("arch_str")
+    for row in records.sample(20, random_state=0).itertuples():
+        column = f"{row.dataset}_{row.metric}_{row.fidelity}"
+        assert row.accuracy == pytest.approx(truth.loc[row.arch, column])
+        ops = [OP_NAMES[k] for k in decode(row.arch)]
+        assert row.param_free_ops == sum(op in PARAMETER_FREE_OPS for op in ops)
+    oracle = records[(records.method == "oracle") & (records.dataset == "cifar10")]
+    assert oracle[oracle.metric == "test"].accuracy.max() == pytest.approx(94.37, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (("--methods", "nope"), "unknown selection method 'nope'"),
+        (("--seeds", "3-1"), "runs backwards"),
+        (("--seeds", "a-b"), "cannot read seeds"),
+        (("--algorithm", "nope"), "unknown supernet algorithm"),
+        (("--jobs", "0"), "--jobs must be at least 1"),
+        (("--set", "train.nope=1"), "unknown train setting"),
+        (("--ground-truth", "/no/such.csv"), "does not exist"),
+    ],
+)
+def test_bad_input_is_one_sentence_and_computes_nothing(run_args, tmp_path, capsys, extra, message):
+    assert main(run_args(*extra)) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "results").exists()
+
+
+def test_missing_data_folder(run_args, tmp_path, capsys):
+    assert main(run_args("--data", str(tmp_path / "nowhere"))) == 2
+    assert "CIFAR-10 image folder" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
