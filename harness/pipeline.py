@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import joblib
+import torch
 from tqdm.auto import tqdm
 
 from harness.config import ExperimentConfig, run_key
@@ -43,15 +44,41 @@ class RunSummary:
 
 @dataclass(frozen=True)
 class Execution:
-    """How jobs run: ``jobs`` worker processes, or a Dask cluster (address or "local")."""
+    """How jobs run: ``jobs`` worker processes, or a Dask cluster (address or "local").
+
+    ``threads`` is torch's intra-op thread count in every job (default: the machine's
+    cores divided among the jobs). CPU results are bit-identical for the same settings,
+    seed and thread count; other thread counts differ in the last float bits.
+    """
 
     jobs: int = 1
     cluster: str | None = None
+    threads: int | None = None
 
     def validate(self) -> Execution:
         if self.jobs < 1:
             raise HarnessError(f"--jobs must be at least 1, got {self.jobs}")
+        if self.threads is not None and self.threads < 1:
+            raise HarnessError(f"--threads must be at least 1, got {self.threads}")
         return self
+
+    @property
+    def threads_per_job(self) -> int:
+        return self.threads or max(1, (os.cpu_count() or 1) // self.jobs)
+
+    @property
+    def in_process(self) -> bool:
+        return self.jobs == 1 and self.cluster is None
+
+
+@contextlib.contextmanager
+def torch_threads(count: int):
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def run_experiment(
@@ -73,16 +100,17 @@ def run_experiment(
     to_train = [s for s in seeds if not _trained(results_dir, keys[s], config.train.epochs)]
     if to_train:
         log.info("training seeds %s", to_train)
-        if execution.jobs == 1 and execution.cluster is None:
-            for seed in to_train:
-                train_supernet(config, seed, results_dir, data, progress=progress)
+        if execution.in_process:
+            with torch_threads(execution.threads_per_job):
+                for seed in to_train:
+                    train_supernet(config, seed, results_dir, data, progress=progress)
         else:
-            _parallel(
-                execution,
-                [joblib.delayed(_train_job)(config, s, results_dir, location) for s in to_train],
-                "training",
-                progress,
-            )
+            threads = execution.threads_per_job
+            jobs = [
+                joblib.delayed(_train_job)(config, s, results_dir, location, threads)
+                for s in to_train
+            ]
+            _parallel(execution, jobs, "training", progress)
         summary.trained_seeds = to_train
 
     pending = []
@@ -98,20 +126,18 @@ def run_experiment(
     if pending:
         log.info("%d selections to compute at %d checkpoints", summary.selections_computed,
                  len(pending))  # fmt: skip
-        if execution.jobs == 1 and execution.cluster is None:
-            for path, missing in tqdm(pending, desc="selection", disable=not progress):
-                select_at_checkpoint(path, [make_method(s) for s in missing], data, truth,
-                                     config.device)  # fmt: skip
+        if execution.in_process:
+            with torch_threads(execution.threads_per_job):
+                for path, missing in tqdm(pending, desc="selection", disable=not progress):
+                    methods_here = [make_method(s) for s in missing]
+                    select_at_checkpoint(path, methods_here, data, truth, config.device)
         else:
-            _parallel(
-                execution,
-                [
-                    joblib.delayed(_select_job)(path, missing, location, truth, config.device)
-                    for path, missing in pending
-                ],
-                "selection",
-                progress,
-            )
+            threads = execution.threads_per_job
+            jobs = [
+                joblib.delayed(_select_job)(path, missing, location, truth, config.device, threads)
+                for path, missing in pending
+            ]
+            _parallel(execution, jobs, "selection", progress)
     tables = write_tables(results_dir, truth)
     summary.records = len(tables["records"])
     summary.seconds = time.perf_counter() - began
@@ -129,11 +155,13 @@ def _selected(checkpoint_path: Path, method: SelectionMethod) -> bool:
     return selection_path(checkpoint_path, epoch, method).exists()
 
 
-def _train_job(config: ExperimentConfig, seed: int, results_dir: Path, location: DataLocation):
+def _train_job(config, seed: int, results_dir: Path, location: DataLocation, threads: int):
+    torch.set_num_threads(threads)
     return train_supernet(config, seed, results_dir, location.load(), progress=False).run_key
 
 
-def _select_job(path: Path, specs: list[str], location: DataLocation, truth, device: str):
+def _select_job(path: Path, specs: list[str], location, truth, device: str, threads: int):
+    torch.set_num_threads(threads)
     methods = [make_method(s) for s in specs]
     return len(select_at_checkpoint(path, methods, location.load(), truth, device))
 
@@ -147,10 +175,8 @@ def _parallel(execution: Execution, tasks: list, stage: str, progress: bool) -> 
 @contextlib.contextmanager
 def _backend(execution: Execution):
     if execution.cluster is None:
-        # Split the cores between workers so they do not oversubscribe each other.
-        threads = max(1, (os.cpu_count() or 1) // execution.jobs)
         with joblib.parallel_config(
-            backend="loky", n_jobs=execution.jobs, inner_max_num_threads=threads
+            backend="loky", n_jobs=execution.jobs, inner_max_num_threads=execution.threads_per_job
         ):
             yield
         return

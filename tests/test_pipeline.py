@@ -97,3 +97,44 @@ def test_missing_data_folder(run_args, tmp_path, capsys):
     assert main(run_args("--data", str(tmp_path / "nowhere"))) == 2
     assert "CIFAR-10 image folder" in capsys.readouterr().err
     assert not (tmp_path / "results").exists()
+
+
+def _checkpoint_tensors(results):
+    import torch
+
+    states = {}
+    for path in sorted(results.glob("runs/*/checkpoints/epoch_*.pt")):
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        states[(state["settings"]["seed"], state["epoch"])] = state["model"]
+    return states
+
+
+@pytest.mark.parametrize("parallel", [("--jobs", "2"), ("--jobs", "2", "--cluster", "local")])
+def test_parallel_execution_matches_in_process(tmp_path, tiny_image_folder, ground_truth_csv,
+                                               parallel):  # fmt: skip
+    def args(results, *extra):
+        return [
+            "run", "--preset", "smoke", "--seeds", "0-1", "--quiet",
+            "--methods", "magnitude,random",
+            "--data", str(tiny_image_folder), "--cache", str(tmp_path / "cache"),
+            "--results", str(tmp_path / results), "--ground-truth", str(ground_truth_csv),
+            *extra,
+        ]  # fmt: skip
+
+    assert main(args("serial", "--threads", "1")) == 0
+    assert main(args("parallel", *parallel)) == 0  # 2 cores / 2 jobs = 1 thread each
+    serial, par = (
+        _checkpoint_tensors(tmp_path / "serial"),
+        _checkpoint_tensors(tmp_path / "parallel"),
+    )
+    assert serial.keys() == par.keys() and len(serial) == 4
+    for key, model in serial.items():
+        for name, tensor in model.items():
+            assert tensor.equal(par[key][name]), (key, name)
+    columns = ["seed", "epoch", "method", "dataset", "metric", "fidelity", "arch", "accuracy"]
+    a = pd.read_parquet(tmp_path / "serial" / "records.parquet")[columns]
+    b = pd.read_parquet(tmp_path / "parallel" / "records.parquet")[columns]
+    pd.testing.assert_frame_equal(
+        a.sort_values(columns[:6]).reset_index(drop=True),
+        b.sort_values(columns[:6]).reset_index(drop=True),
+    )

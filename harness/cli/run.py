@@ -39,6 +39,12 @@ def register(commands) -> None:
         "--jobs", type=int, default=1, help="worker processes for independent jobs (default: 1)"
     )
     parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads per job (default: cores / jobs); CPU results are bit-identical "
+        "for the same settings, seed and thread count",
+    )
+    parser.add_argument(
         "--cluster",
         metavar="ADDRESS",
         help="run jobs on a Dask cluster: a scheduler address (tcp://host:8786) or 'local' "
@@ -60,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     # Everything a user can get wrong is checked before any work starts.
     seeds = parse_seeds(args.seeds)
     methods = parse_method_list(args.methods)
-    execution = Execution(jobs=args.jobs, cluster=args.cluster).validate()
+    execution = Execution(jobs=args.jobs, cluster=args.cluster, threads=args.threads).validate()
     results = resolve_results_dir(args.results)
     truth = load_ground_truth(args.ground_truth)
     location = data_location(args)
