@@ -17,9 +17,20 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from harness.report.markup import markdown_table
+from harness.report.tables import format_mean_std, method_sort_key
+
 log = logging.getLogger(__name__)
 
 ALPHAS_LABEL = "alphas"
+CORRELATION_CAPTION = (
+    "Kendall τ and Spearman ρ between a method's per-op scores and the ground-truth "
+    "importance (benchmark accuracy of the selected cell with the edge set to each op), per "
+    "edge over ops with finite values, averaged over edges; mean ± std over seeds at the "
+    f"final epoch. '{ALPHAS_LABEL}' ranks ops by the checkpoint's architecture parameters "
+    "(alpha magnitude). Methods without scores (random, oracle) are left out."
+)
+CORRELATION_NUMERIC = ("Kendall τ", "Spearman ρ", "seeds")
 MIN_PAIRS = 3  # fewer finite pairs make tau and rho meaningless (always +-1)
 
 
@@ -103,8 +114,11 @@ def correlations_by_epoch(per_row: pd.DataFrame) -> pd.DataFrame:
         per_row.dropna(subset=["tau"])
         .groupby(["algorithm", "method", "epoch"], as_index=False)
         .agg(
-            tau_mean=("tau", "mean"), tau_std=("tau", "std"),
-            rho_mean=("rho", "mean"), rho_std=("rho", "std"), seeds=("seed", "nunique"),
+            tau_mean=("tau", "mean"),
+            tau_std=("tau", "std"),
+            rho_mean=("rho", "mean"),
+            rho_std=("rho", "std"),
+            seeds=("seed", "nunique"),
         )  # fmt: skip
     )
 
@@ -113,3 +127,38 @@ def final_epoch_correlations(per_row: pd.DataFrame) -> pd.DataFrame:
     """tau and rho per algorithm x method at each run's final epoch."""
     final = per_row[per_row["epoch"] == per_row["final_epoch"]]
     return correlations_by_epoch(final).drop(columns="epoch")
+
+
+def correlation_display(final: pd.DataFrame) -> pd.DataFrame:
+    """String cells (mean ± std) per algorithm x method, the alpha reference last."""
+    rows = [
+        {
+            "algorithm": r["algorithm"],
+            "method": r["method"],
+            "Kendall τ": format_mean_std(r["tau_mean"], r["tau_std"]),
+            "Spearman ρ": format_mean_std(r["rho_mean"], r["rho_std"]),
+            "seeds": str(r["seeds"]),
+        }
+        for r in final.to_dict("records")
+    ]
+    columns = ["algorithm", "method", "Kendall τ", "Spearman ρ", "seeds"]
+    frame = pd.DataFrame(rows, columns=columns)
+    if frame.empty:
+        return frame
+    # The alpha line last: it is the reference the methods are compared against.
+    order = sorted(
+        range(len(frame)),
+        key=lambda i: (
+            frame.at[i, "algorithm"],
+            frame.at[i, "method"] == ALPHAS_LABEL,
+            method_sort_key(frame.at[i, "method"]),
+        ),
+    )
+    return frame.iloc[order].reset_index(drop=True)
+
+
+def correlation_markdown(frame: pd.DataFrame, title: str) -> str:
+    head = f"# {title}: rank correlation with the ground truth\n\n{CORRELATION_CAPTION}\n\n"
+    if frame.empty:
+        return head + "No selection recorded per-op scores with ground-truth importance.\n"
+    return head + markdown_table(frame, CORRELATION_NUMERIC)

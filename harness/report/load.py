@@ -78,7 +78,10 @@ def load_results(results_dir: Path) -> ResultTables:
         raise HarnessError(f"no results in {results_dir}: run `harness run` first")
     log.info(
         "loaded %d records, %d selections, %d runs from %s",
-        len(tables.records), len(tables.selections), len(tables.runs), results_dir,
+        len(tables.records),
+        len(tables.selections),
+        len(tables.runs),
+        results_dir,
     )
     return tables
 
@@ -117,13 +120,17 @@ def select_results(
     keys = set(kept["config_key"])
     return ResultTables(
         records=kept.reset_index(drop=True),
-        selections=_rows_of(tables.selections, keys),
-        runs=_rows_of(tables.runs, keys),
+        selections=_rows_of(tables.selections, keys, preset),
+        runs=_rows_of(tables.runs, keys, preset),
     )
 
 
-def _rows_of(frame: pd.DataFrame, keys: set[str]) -> pd.DataFrame:
-    return frame[frame["config_key"].isin(keys)].reset_index(drop=True)
+def _rows_of(frame: pd.DataFrame, keys: set[str], preset: str | None) -> pd.DataFrame:
+    # Config keys leave the preset name out, so two presets with equal values share one.
+    wanted = frame["config_key"].isin(keys)
+    if preset is not None:
+        wanted &= frame["preset"] == preset
+    return frame[wanted].reset_index(drop=True)
 
 
 def _choices(tables: ResultTables, records: pd.DataFrame) -> str:

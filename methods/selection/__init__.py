@@ -8,14 +8,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from harness.config import parse_literal
 from harness.errors import HarnessError
 from methods.selection.base import Selection, SelectionContext, SelectionCost, SelectionMethod
+from methods.selection.darts_pt import DartsPT
 from methods.selection.magnitude import Magnitude
 from methods.selection.oracle import Oracle
 from methods.selection.random_cell import RandomCell
 
 SELECTION_METHODS: dict[str, type[SelectionMethod]] = {
-    cls.name: cls for cls in (Magnitude, RandomCell, Oracle)
+    cls.name: cls for cls in (Magnitude, DartsPT, RandomCell, Oracle)
 }
 
 _SPEC = re.compile(r"^([a-z0-9-]+)(?:\[([^\]]*)\])?$")
@@ -37,7 +39,7 @@ def make_method(spec: str) -> SelectionMethod:
     for part in filter(None, (p.strip() for p in (inner or "").split(","))):
         key, sep, value = part.partition("=")
         if sep:
-            options[key.strip()] = _literal(value.strip())
+            options[key.strip()] = parse_literal(value.strip())
         elif part in cls.aliases:
             options.update(cls.aliases[part])
         else:
@@ -66,20 +68,6 @@ def parse_method_list(text: str) -> list[SelectionMethod]:
     if len(set(names)) != len(names):
         raise HarnessError(f"--methods names a method twice: {text!r}")
     return methods
-
-
-def _literal(raw: str) -> Any:
-    lowered = raw.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    for kind in (int, float):
-        try:
-            return kind(raw)
-        except ValueError:
-            pass
-    return raw
 
 
 __all__ = [

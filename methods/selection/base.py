@@ -94,10 +94,14 @@ class SelectionMethod:
         changed = self.changed_options()
         if not changed:
             return self.name
-        for alias, values in self.aliases.items():
-            if values == changed:
-                return f"{self.name}[{alias}]"
-        return f"{self.name}[" + ",".join(f"{k}={v}" for k, v in sorted(changed.items())) + "]"
+        parts = []
+        # Prefer named variants: the alias covering the most changed options first.
+        for alias, values in sorted(self.aliases.items(), key=lambda item: -len(item[1])):
+            if values.items() <= changed.items():
+                parts.append(alias)
+                changed = {k: v for k, v in changed.items() if k not in values}
+        parts += [f"{k}={v}" for k, v in sorted(changed.items())]
+        return f"{self.name}[{','.join(parts)}]"
 
     def changed_options(self) -> dict[str, Any]:
         defaults = self.options_class()

@@ -158,8 +158,26 @@ def parse_options(options_class: type, raw: dict[str, Any], algorithm: str):
     values = {}
     for name, value in raw.items():
         default = known[name].default
-        try:
-            values[name] = type(default)(value) if default is not None else value
-        except (TypeError, ValueError):
-            raise HarnessError(f"option {name} of {algorithm} must be like {default!r}") from None
+        values[name] = _coerce(value, default, f"option {name} of {algorithm}")
     return options_class(**values)
+
+
+def _coerce(value: Any, default: Any, what: str) -> Any:
+    """``value`` in the type of ``default`` (no silent truthiness for booleans)."""
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise HarnessError(f"{what} must be true or false, got {value!r}")
+    if isinstance(default, int | float) and isinstance(value, bool):
+        raise HarnessError(f"{what} must be a number, got {value!r}")
+    try:
+        converted = type(default)(value)
+    except (TypeError, ValueError):
+        raise HarnessError(f"{what} must be like {default!r}, got {value!r}") from None
+    if isinstance(default, int) and converted != value:
+        raise HarnessError(f"{what} must be a whole number, got {value!r}")
+    return converted

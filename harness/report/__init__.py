@@ -1,0 +1,218 @@
+"""``harness report``: figures, tables and an HTML page from the tables of ``harness run``.
+
+Reads ``records.parquet``, ``selections.parquet`` and ``runs.parquet`` of a results
+directory and writes, under the output directory::
+
+    figures/degeneration.{png,pdf}      selected cell's test accuracy vs supernet epoch
+    figures/collapse.{png,pdf}          parameter-free / skip_connect ops vs epoch
+    figures/rank_correlation.{png,pdf}  Kendall tau / Spearman rho of scores vs ground truth
+    tables/paper_table.{md,tex}         final-epoch accuracy, costs, published numbers, p-values
+    tables/rank_correlations.md         tau / rho per method at the final epoch
+    index.html                          everything above on one offline page
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from harness.errors import HarnessError
+from harness.report import curves
+from harness.report.correlations import (
+    ALPHAS_LABEL,
+    CORRELATION_CAPTION,
+    CORRELATION_NUMERIC,
+    correlation_display,
+    correlation_markdown,
+    correlations_by_epoch,
+    final_epoch_correlations,
+    row_correlations,
+)
+from harness.report.html import ConfigEntry, FigureEntry, TableEntry, render_index
+from harness.report.load import ResultTables, load_results, select_results, settings_of
+from harness.report.markup import latex_table, markdown_table
+from harness.report.tables import (
+    NUMERIC_COLUMNS,
+    TABLE_FIDELITY,
+    TABLE_METRIC,
+    display_table,
+    method_sort_key,
+    paper_table,
+)
+from harness.store import atomic_write_bytes
+
+__all__ = ["ReportSummary", "build_report", "format_table_for_terminal"]
+
+log = logging.getLogger(__name__)
+
+TITLE = "Architecture selection on NAS-Bench-201"
+PAPER_CAPTION = (
+    "Test accuracy (%) of the selected cell (NAS-Bench-201 ground truth, 200-epoch fidelity), "
+    "mean ± sample std over seeds at each run's final supernet epoch. Published numbers are "
+    "shown beside ours with their source. Selection cost is the mean per selection over all "
+    "checkpoints; search cost is the mean supernet training time per run. p compares each "
+    "method with magnitude on the same supernets (paired over seeds, CIFAR-10 test accuracy; "
+    "exact sign-flip permutation test for up to 10 seeds, Wilcoxon signed-rank beyond)."
+)
+
+
+@dataclass
+class ReportSummary:
+    out_dir: Path
+    figures: list[Path]
+    tables: list[Path]
+    index_html: Path
+    paper_table_markdown: str
+    rank_correlations_markdown: str
+    algorithms: list[str] = field(default_factory=list)
+    config_keys: list[str] = field(default_factory=list)
+
+    @property
+    def files(self) -> list[Path]:
+        return [*self.figures, *self.tables, self.index_html]
+
+
+def format_table_for_terminal(summary: ReportSummary) -> str:
+    """What ``harness report --table`` prints: the Markdown paper table."""
+    return summary.paper_table_markdown
+
+
+def build_report(
+    results_dir: Path,
+    out_dir: Path,
+    preset: str | None = None,
+    algorithm: str | None = None,
+    config_key: str | None = None,
+) -> ReportSummary:
+    out_dir = Path(out_dir)
+    tables = select_results(load_results(Path(results_dir)), preset, algorithm, config_key)
+    records = tables.records
+    if not ((records["fidelity"] == TABLE_FIDELITY) & (records["metric"] == TABLE_METRIC)).any():
+        raise HarnessError(
+            f"the results in {results_dir} hold no {TABLE_METRIC} accuracies at fidelity "
+            f"{TABLE_FIDELITY}: re-run `harness run` with the NAS-Bench-201 ground truth"
+        )
+    configs = _configs(tables)
+    figures_dir, tables_dir = out_dir / "figures", out_dir / "tables"
+    colors = curves.method_colors([*tables.records["method"].unique(), ALPHAS_LABEL])
+
+    figure_entries = []
+    figure_files = curves.write_degeneration_figure(tables.records, figures_dir, colors)
+    figure_entries.append(_figure(
+        "Degeneration curves", figure_files,
+        "Ground-truth test accuracy of the cell each method selects from each supernet "
+        "checkpoint; the dashed line is the oracle (best cell, an upper bound).",
+    ))  # fmt: skip
+    collapse = curves.write_collapse_figure(tables.records, figures_dir, colors)
+    figure_files += collapse
+    figure_entries.append(_figure(
+        "Collapse signature", collapse,
+        "Number of parameter-free ops (none, skip_connect, avg_pool_3x3) and of skip_connect "
+        "in the selected cell; a rising count is the DARTS collapse.",
+    ))  # fmt: skip
+
+    per_row = row_correlations(tables.selections)
+    by_epoch = correlations_by_epoch(per_row)
+    if not by_epoch.empty:
+        correlation = curves.write_correlation_figure(by_epoch, figures_dir, colors)
+        figure_files += correlation
+        figure_entries.append(
+            _figure("Rank correlation vs epoch", correlation, CORRELATION_CAPTION)
+        )
+
+    numeric = paper_table(tables.records, tables.selections, tables.runs)
+    display = display_table(numeric)
+    blocks = [(_block_title(c), display[display["algorithm"] == c.algorithm]) for c in configs]
+    blocks = [(t, f.drop(columns="algorithm").reset_index(drop=True)) for t, f in blocks]
+    paper_md = _paper_markdown(blocks)
+    paper_tex = latex_table(blocks, PAPER_CAPTION, "tab:nb201-selection", NUMERIC_COLUMNS)
+    correlations = correlation_display(final_epoch_correlations(per_row))
+    correlations_md = correlation_markdown(correlations, TITLE)
+
+    table_files = []
+    for name, text in (
+        ("paper_table.md", paper_md),
+        ("paper_table.tex", paper_tex),
+        ("rank_correlations.md", correlations_md),
+    ):
+        table_files.append(_write_text(tables_dir / name, text))
+
+    page = render_index(
+        TITLE,
+        datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        configs,
+        figure_entries,
+        [
+            TableEntry(
+                "Paper table",
+                PAPER_CAPTION,
+                blocks,
+                NUMERIC_COLUMNS,
+                [("Markdown", "tables/paper_table.md"), ("LaTeX", "tables/paper_table.tex")],
+            ),
+            TableEntry(
+                "Rank correlations at the final epoch",
+                CORRELATION_CAPTION,
+                [("", correlations)],
+                CORRELATION_NUMERIC,
+                [("Markdown", "tables/rank_correlations.md")],
+            ),
+        ],
+    )
+    index = _write_text(out_dir / "index.html", page)
+    return ReportSummary(
+        out_dir=out_dir,
+        figures=figure_files,
+        tables=table_files,
+        index_html=index,
+        paper_table_markdown=paper_md,
+        rank_correlations_markdown=correlations_md,
+        algorithms=[c.algorithm for c in configs],
+        config_keys=[c.config_key for c in configs],
+    )
+
+
+def _write_text(path: Path, text: str) -> Path:
+    atomic_write_bytes(path, text.encode("utf-8"))
+    log.info("wrote %s", path)
+    return path
+
+
+def _figure(title: str, files: list[Path], caption: str) -> FigureEntry:
+    png, pdf = (f"figures/{p.name}" for p in files)
+    return FigureEntry(title, caption, png, pdf)
+
+
+def _configs(tables: ResultTables) -> list[ConfigEntry]:
+    out = []
+    for (algorithm, key), rows in tables.records.groupby(["algorithm", "config_key"]):
+        methods = rows.drop_duplicates("method")
+        out.append(ConfigEntry(
+            algorithm=str(algorithm),
+            preset=", ".join(sorted(rows["preset"].astype(str).unique())),
+            config_key=str(key),
+            seeds=sorted(int(s) for s in rows["seed"].unique()),
+            epochs=sorted(int(e) for e in rows["epoch"].unique()),
+            final_epoch=int(rows["final_epoch"].max()),
+            methods=sorted(methods["method"], key=method_sort_key),
+            settings=settings_of(tables.runs, str(key)),
+        ))  # fmt: skip
+    return out
+
+
+def _block_title(config: ConfigEntry) -> str:
+    return (
+        f"{config.algorithm} — preset {config.preset}, config {config.config_key}, "
+        f"{len(config.seeds)} seeds, final epoch {config.final_epoch}"
+    )
+
+
+def _paper_markdown(blocks: list[tuple[str, pd.DataFrame]]) -> str:
+    parts = [f"# {TITLE}: test accuracy at the final epoch\n", PAPER_CAPTION + "\n"]
+    for title, frame in blocks:
+        parts += [f"## {title}\n", markdown_table(frame, NUMERIC_COLUMNS)]
+    return "\n".join(parts)

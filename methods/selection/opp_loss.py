@@ -1,0 +1,86 @@
+"""opp-loss: the OPP-DARTS admission criterion (Zhu et al.) applied as a selection rule.
+
+OPP-DARTS grows the op set in stages. At each stage it builds one candidate supernet per op
+not yet admitted (the current supernet plus that op), measures every candidate's loss on the
+*training* split without gradients, and admits the op whose candidate has the largest loss.
+
+As a selection rule on a trained supernet, precisely:
+
+* candidates: for the edge being decided, ``e``, and each active op ``k``, the supernet one op
+  away from the current mixing matrix ``W``: ``W[e,k] = 0``, every other entry unchanged, no
+  renormalisation; decided edges are one-hot rows, undecided rows are ``softmax(alphas)``.
+* criterion: cross-entropy on the training split the weights were fit on, unaugmented
+  (``context.data.weight_eval``, so the criterion is deterministic), over ``num_batches``
+  batches (None = all), BatchNorm in ``bn_mode``.
+* rule: the edge is decided to the op whose candidate has the largest training loss, i.e. the
+  op the supernet's fit to its training data relies on most. Score of ``k`` =
+  ``L_train(W without k) - L_train(W)``; ties go to the earlier op.
+* edges are decided progressively, in a seeded random order by default (``edge_order``:
+  ``random`` | ``sequential``, or ``greedy`` | ``independent`` as for ostr); no fine-tuning
+  unless ``finetune_epochs`` > 0.
+
+Why removal rather than addition: OPP-DARTS compares supernets that differ from the current
+one by a single op. After training, every op is already in, so the neighbours that differ by
+one op are removals; the comparison (largest training loss, no gradients, training data) is
+kept unchanged. The literal addition reading does not give a usable rule: adding ``k`` to an
+edge that holds every op changes nothing, and "add ``k`` to an emptied edge" (row e :=
+onehot(k)) with the largest loss is ostr on the training split with its sign flipped — it keeps
+the op that fits worst, ``none`` or whatever severs the edge, wherever the edge matters.
+Against darts-pt (removal too) the differences are the split and criterion (training loss, not
+validation accuracy) and no fine-tuning by default; against the OPP-DARTS code, per-edge
+decisions rather than one op for the whole space, and unaugmented data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from methods.selection.base import (
+    SelectionContext,
+    SelectionCost,
+    SelectionMethod,
+    working_copy,
+)
+from methods.selection.ostr import (
+    LossMeter,
+    PerturbationScorer,
+    check_progressive_options,
+    decide_edges,
+)
+from spaces.nb201 import NB201Supernet
+
+
+@dataclass(frozen=True)
+class OppLossOptions:
+    edge_order: str = "random"  # random | sequential | greedy | independent
+    num_batches: int | None = None  # None: every batch of the training split
+    bn_mode: str = "train"
+    finetune_epochs: float = 0.0  # between progressive decisions
+    finetune_lr: float = 0.0025
+
+    def __post_init__(self) -> None:
+        check_progressive_options(self, "opp-loss")
+
+
+def remove_op(weights: torch.Tensor, edge: int, op: int) -> torch.Tensor:
+    """``weights`` without op ``op`` on ``edge`` (its weight zeroed, the rest not renormalised)."""
+    removed = weights.clone()
+    removed[edge, op] = 0.0
+    return removed
+
+
+class OppLoss(SelectionMethod):
+    name = "opp-loss"
+    options_class = OppLossOptions
+    aliases = {"sequential": {"edge_order": "sequential"}}
+
+    def choose(self, supernet: NB201Supernet, context: SelectionContext, cost: SelectionCost):
+        o = self.options
+        meter = LossMeter(context.data.weight_eval, o.num_batches, o.bn_mode, cost)
+        score = PerturbationScorer(meter, remove_op, sign=1.0)  # L(W without k) - L(W)
+        net = working_copy(supernet)
+        return decide_edges(
+            net, context, cost, score, o.edge_order, o.finetune_epochs, o.finetune_lr
+        )

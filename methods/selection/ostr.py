@@ -1,0 +1,263 @@
+"""ostr (operation strength, OStr-DARTS, Yang et al. 2024): keep the op that does best alone.
+
+The strength of op k on edge e is ``S(e,k) = L(W) - L(W with row e := onehot(k))``: op k
+*replaces* the mixed edge while the rest of the supernet stays as it is (darts-pt instead
+*removes* one op). Each edge keeps its strongest op (lowest loss after replacement), even when
+its alpha is not the largest; ties go to the earlier op; inactive ops are never candidates.
+The paper's text is not available here, so its open choices are recorded options:
+
+* ``edge_order``: ``random`` (default; seeded by ``context.seed``), ``sequential`` and
+  ``greedy`` decide edges one at a time with decided rows fixed one-hot for later edges;
+  ``greedy`` rescores every undecided edge after each decision and decides the edge whose best
+  strength is largest. ``independent`` scores all edges against the same undecided ``W``.
+* ``split`` ``valid`` (``alpha_eval``) or ``train`` (``weight_eval``); ``num_batches`` (None =
+  all); ``bn_mode`` ``train`` (batch statistics) or ``eval``.
+* ``finetune_epochs`` between progressive decisions (default 0: OStr claims no change to the
+  supernet optimisation), run as DARTS-PT's projection phase (:func:`finetune`).
+* ``estimate`` ``exact`` (a forward pass per batch for the baseline and every candidate) or
+  ``taylor``: ``S(e,k) ~ -g_e . (onehot(k) - W_e)`` with ``g = dL/dW`` from one forward and
+  one backward pass per batch at ``W``, re-estimated after every decision.
+
+The progressive engine here (:func:`decide_edges` with an :class:`EdgeScorer`) is shared with
+opp-loss, which differs only in its perturbation, split and sign.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from harness.data import Batches
+from harness.errors import HarnessError
+from methods.selection.base import (
+    SelectionContext,
+    SelectionCost,
+    SelectionMethod,
+    edge_order,
+    empty_scores,
+    fixed_weights,
+    working_copy,
+)
+from methods.selection.finetune import finetune, steps_for
+from methods.selection.scoring import measure
+from spaces.nb201 import NUM_EDGES, NUM_OPS, NB201Supernet
+
+EDGE_ORDERS = ("random", "sequential", "greedy", "independent")
+Rows = dict[int, np.ndarray]
+
+
+def require_one_of(method: str, option: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise HarnessError(f"option {option} of {method} must be one of {', '.join(allowed)}")
+
+
+def check_progressive_options(options, method: str) -> None:
+    """Checks the options every progressive scoring method shares (see :func:`decide_edges`)."""
+    require_one_of(method, "edge_order", options.edge_order, EDGE_ORDERS)
+    require_one_of(method, "bn_mode", options.bn_mode, ("train", "eval"))
+    n = options.num_batches
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise HarnessError(f"option num_batches of {method} must be a positive integer or none")
+    if not (math.isfinite(options.finetune_epochs) and options.finetune_epochs >= 0):
+        raise HarnessError(f"option finetune_epochs of {method} must be a number >= 0")
+    if not (math.isfinite(options.finetune_lr) and options.finetune_lr > 0):
+        raise HarnessError(f"option finetune_lr of {method} must be a positive number")
+    if options.finetune_epochs > 0 and options.edge_order == "independent":
+        raise HarnessError(
+            f"{method} fine-tunes between progressive decisions: edge_order=independent "
+            "makes no decisions in between, so use finetune_epochs=0 with it"
+        )
+
+
+class EdgeScorer:
+    """Scores the candidate ops of some edges at mixing matrix ``W`` (higher = better)."""
+
+    def __call__(self, net: NB201Supernet, weights: torch.Tensor, edges: list[int]) -> Rows:
+        raise NotImplementedError
+
+    def network_changed(self) -> None:
+        """Called after fine-tuning: anything remembered about the old weights is stale."""
+
+
+class LossMeter:
+    """``L(W)`` on one split, remembered per mixing matrix until the network changes.
+
+    The matrix a progressive step decides on is one of the candidates it just measured, so
+    the next step's baseline is free.
+    """
+
+    def __init__(
+        self, batches: Batches, num_batches: int | None, bn_mode: str, cost: SelectionCost
+    ) -> None:
+        self.batches, self.num_batches, self.bn_mode, self.cost = (
+            batches,
+            num_batches,
+            bn_mode,
+            cost,
+        )
+        self._losses: dict[bytes, float] = {}
+
+    def __call__(self, net: NB201Supernet, weights: torch.Tensor) -> float:
+        key = weights.detach().cpu().numpy().tobytes()
+        if key not in self._losses:
+            self._losses[key] = measure(
+                net, weights, self.batches, self.num_batches, self.cost, self.bn_mode
+            ).loss
+        return self._losses[key]
+
+    def clear(self) -> None:
+        self._losses.clear()
+
+
+class PerturbationScorer(EdgeScorer):
+    """``score(e,k) = sign * (L(perturb(W, e, k)) - L(W))``, one perturbation per active op."""
+
+    def __init__(
+        self,
+        meter: LossMeter,
+        perturb: Callable[[torch.Tensor, int, int], torch.Tensor],
+        sign: float,
+    ) -> None:
+        self.meter, self.perturb, self.sign = meter, perturb, sign
+
+    def __call__(self, net: NB201Supernet, weights: torch.Tensor, edges: list[int]) -> Rows:
+        base = self.meter(net, weights)
+        active = net.active_ops.cpu().numpy()
+        rows: Rows = {}
+        for e in edges:
+            row = np.full(NUM_OPS, np.nan)
+            for k in np.flatnonzero(active[e]):
+                row[k] = self.sign * (self.meter(net, self.perturb(weights, e, int(k))) - base)
+            rows[e] = row
+        return rows
+
+    def network_changed(self) -> None:
+        self.meter.clear()
+
+
+class TaylorScorer(EdgeScorer):
+    """First-order strengths from ``g = dL/dW``: one forward and one backward per batch."""
+
+    def __init__(
+        self, batches: Batches, num_batches: int | None, bn_mode: str, cost: SelectionCost
+    ) -> None:
+        self.batches, self.num_batches, self.bn_mode, self.cost = (
+            batches,
+            num_batches,
+            bn_mode,
+            cost,
+        )
+
+    def __call__(self, net: NB201Supernet, weights: torch.Tensor, edges: list[int]) -> Rows:
+        grad = self.gradient(net, weights)
+        # L(W + onehot(k) - W_e) - L(W) ~ g_e . (onehot(k) - W_e) = g[e,k] - sum_j g[e,j] W[e,j]
+        strength = -(grad - (grad * weights).sum(dim=1, keepdim=True))
+        strength = strength.double().cpu().numpy()
+        strength[~net.active_ops.cpu().numpy()] = np.nan
+        return {e: strength[e].copy() for e in edges}
+
+    def gradient(self, net: NB201Supernet, weights: torch.Tensor) -> torch.Tensor:
+        # The caller passes a working copy, so train-mode passes may move its running
+        # statistics: train mode never reads them, and eval mode does not update them.
+        weights = weights.detach().clone().requires_grad_(True)
+        was_training = net.training
+        net.train(self.bn_mode == "train")
+        total, count = torch.zeros_like(weights), 0
+        for index, (x, y) in enumerate(self.batches.epoch(0)):
+            if self.num_batches is not None and index >= self.num_batches:
+                break
+            loss = F.cross_entropy(net(x, weights), y, reduction="sum")
+            total += torch.autograd.grad(loss, [weights])[0]
+            count += len(y)
+            self.cost.forward_passes += 1
+            self.cost.backward_passes += 1
+        net.train(was_training)
+        return total / count
+
+
+def decide_edges(
+    net: NB201Supernet,
+    context: SelectionContext,
+    cost: SelectionCost,
+    score: EdgeScorer,
+    order: str,
+    finetune_epochs: float = 0.0,
+    finetune_lr: float = 0.0025,
+) -> tuple[list[int], np.ndarray, list[int]]:
+    """Decide every edge to its best-scored op; ``net`` must be a working copy.
+
+    A row of the returned scores is what the method saw when it decided that edge.
+    """
+    planned = list(range(NUM_EDGES))
+    if order == "random":
+        planned = edge_order(context.seed, planned)
+    steps = steps_for(finetune_epochs, context.data.weight_batches)
+    decided: dict[int, int] = {}
+    scores, sequence = empty_scores(), []
+    while len(decided) < NUM_EDGES:
+        undecided = [e for e in planned if e not in decided]
+        weights = fixed_weights(net.mixing_weights().detach(), decided)
+        candidates = undecided if order in ("greedy", "independent") else undecided[:1]
+        rows = score(net, weights, candidates)
+        if order == "independent":
+            chosen = candidates
+        else:
+            # max() keeps the first of equals: ties go to the earlier edge (index order).
+            chosen = [max(candidates, key=lambda e: np.nanmax(rows[e]))]
+        for edge in chosen:
+            decided[edge] = int(np.nanargmax(rows[edge]))  # first maximum: the earlier op
+            scores[edge] = rows[edge]
+            sequence.append(edge)
+        if steps and len(decided) < NUM_EDGES:
+            finetune(net, context, decided, steps, finetune_lr, True, cost, stream=len(decided))
+            score.network_changed()
+    return [decided[e] for e in range(NUM_EDGES)], scores, sequence
+
+
+@dataclass(frozen=True)
+class OStrOptions:
+    edge_order: str = "random"  # random | sequential | greedy | independent
+    estimate: str = "exact"  # exact | taylor
+    split: str = "valid"  # valid (alpha_eval) | train (weight_eval)
+    num_batches: int | None = None  # None: every batch of the split
+    bn_mode: str = "train"
+    finetune_epochs: float = 0.0  # between progressive decisions
+    finetune_lr: float = 0.0025
+
+    def __post_init__(self) -> None:
+        check_progressive_options(self, "ostr")
+        require_one_of("ostr", "estimate", self.estimate, ("exact", "taylor"))
+        require_one_of("ostr", "split", self.split, ("valid", "train"))
+
+
+def replace_row(weights: torch.Tensor, edge: int, op: int) -> torch.Tensor:
+    """Op ``op`` alone on ``edge``; every other row as it is."""
+    return fixed_weights(weights, {edge: op})
+
+
+class OStr(SelectionMethod):
+    name = "ostr"
+    options_class = OStrOptions
+    aliases = {
+        "taylor": {"estimate": "taylor"},
+        "independent": {"edge_order": "independent"},
+        "greedy": {"edge_order": "greedy"},
+    }
+
+    def choose(self, supernet: NB201Supernet, context: SelectionContext, cost: SelectionCost):
+        o = self.options
+        batches = context.data.alpha_eval if o.split == "valid" else context.data.weight_eval
+        if o.estimate == "taylor":
+            score: EdgeScorer = TaylorScorer(batches, o.num_batches, o.bn_mode, cost)
+        else:
+            meter = LossMeter(batches, o.num_batches, o.bn_mode, cost)
+            score = PerturbationScorer(meter, replace_row, sign=-1.0)  # S = L(W) - L(W')
+        net = working_copy(supernet)
+        return decide_edges(
+            net, context, cost, score, o.edge_order, o.finetune_epochs, o.finetune_lr
+        )
