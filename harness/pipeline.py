@@ -23,6 +23,7 @@ from harness.config import ExperimentConfig, run_key
 from harness.errors import HarnessError
 from harness.ground_truth import GroundTruth
 from harness.locations import DataLocation
+from harness.presets import SELECTION_DEFAULTS
 from harness.records import write_tables
 from harness.selecting import select_at_checkpoint, selection_path
 from harness.store import RunStore
@@ -113,6 +114,7 @@ def run_experiment(
             _parallel(execution, jobs, "training", progress)
         summary.trained_seeds = to_train
 
+    baselines = SELECTION_DEFAULTS.get(config.preset, {})
     pending = []
     for seed in seeds:
         store = RunStore(results_dir, keys[seed])
@@ -129,12 +131,14 @@ def run_experiment(
         if execution.in_process:
             with torch_threads(execution.threads_per_job):
                 for path, missing in tqdm(pending, desc="selection", disable=not progress):
-                    methods_here = [make_method(s) for s in missing]
+                    methods_here = [make_method(s, baselines) for s in missing]
                     select_at_checkpoint(path, methods_here, data, truth, config.device)
         else:
             threads = execution.threads_per_job
             jobs = [
-                joblib.delayed(_select_job)(path, missing, location, truth, config.device, threads)
+                joblib.delayed(_select_job)(
+                    path, missing, baselines, location, truth, config.device, threads
+                )
                 for path, missing in pending
             ]
             _parallel(execution, jobs, "selection", progress)
@@ -160,9 +164,9 @@ def _train_job(config, seed: int, results_dir: Path, location: DataLocation, thr
     return train_supernet(config, seed, results_dir, location.load(), progress=False).run_key
 
 
-def _select_job(path: Path, specs: list[str], location, truth, device: str, threads: int):
+def _select_job(path: Path, specs, baselines, location, truth, device: str, threads: int):
     torch.set_num_threads(threads)
-    methods = [make_method(s) for s in specs]
+    methods = [make_method(s, baselines) for s in specs]
     return len(select_at_checkpoint(path, methods, location.load(), truth, device))
 
 

@@ -21,7 +21,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "proxy": {
         "space": {"channels": 8, "cells_per_stage": 1},
         "data": {"resolution": 16, "images_per_split": 3000},
-        "train": {"epochs": 30, "batch_size": 64, "checkpoint_every": 5},
+        "train": {"epochs": 20, "batch_size": 64, "checkpoint_every": 5},
     },
     "smoke": {
         "space": {"channels": 4, "cells_per_stage": 1},
@@ -30,9 +30,26 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 
+# Selection-method defaults per preset (method name -> option -> value). The paper
+# preset uses each method's reference defaults; CPU presets shorten fine-tuning and
+# score on fewer validation batches. Reports name methods relative to these.
+SELECTION_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "paper": {},
+    "proxy": {
+        "darts-pt": {"finetune_epochs": 0.5, "num_batches": 10},
+        "ostr": {"num_batches": 10},
+        "opp-loss": {"num_batches": 10},
+    },
+    "smoke": {
+        "darts-pt": {"finetune_epochs": 0.25, "num_batches": 2},
+        "ostr": {"num_batches": 2},
+        "opp-loss": {"num_batches": 2},
+    },
+}
+
 PRESET_DESCRIPTIONS = {
     "paper": "NAS-Bench-201 reference protocol (C=16, N=5, 32x32, 25k/25k, 100 epochs); GPU",
-    "proxy": "CPU-sized (C=8, N=1, 16x16, 3000/3000 images, 30 epochs); about 10 s an epoch",
+    "proxy": "CPU-sized (C=8, N=1, 16x16, 3000/3000 images, 20 epochs); about 10 s an epoch",
     "smoke": "tiny everything, for tests and CI; seconds",
 }
 

@@ -14,6 +14,7 @@ from harness.cli.options import (
 from harness.ground_truth import load_ground_truth
 from harness.locations import resolve_results_dir
 from harness.pipeline import Execution, run_experiment
+from harness.presets import SELECTION_DEFAULTS
 from methods.selection import SELECTION_METHODS, parse_method_list
 
 
@@ -65,7 +66,7 @@ def register(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     # Everything a user can get wrong is checked before any work starts.
     seeds = parse_seeds(args.seeds)
-    methods = parse_method_list(args.methods)
+    methods = parse_method_list(args.methods, SELECTION_DEFAULTS[args.preset])
     execution = Execution(jobs=args.jobs, cluster=args.cluster, threads=args.threads).validate()
     results = resolve_results_dir(args.results)
     truth = load_ground_truth(args.ground_truth)

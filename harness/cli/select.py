@@ -9,6 +9,7 @@ from harness.cli.options import add_data_arguments, data_location
 from harness.errors import HarnessError
 from harness.ground_truth import load_ground_truth
 from harness.locations import resolve_results_dir
+from harness.presets import SELECTION_DEFAULTS
 from harness.selecting import select_at_checkpoint
 from harness.store import RunStore
 from methods.selection import SELECTION_METHODS, parse_method_list
@@ -42,16 +43,21 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    methods = parse_method_list(args.methods)
-    truth = load_ground_truth(args.ground_truth)
     if args.checkpoint:
         checkpoints = [Path(args.checkpoint)]
+        store = RunStore(checkpoints[0].parent.parent.parent, checkpoints[0].parent.parent.name)
     else:
         store = RunStore(resolve_results_dir(args.results), args.run)
         epochs = store.completed_epochs()
         if not epochs:
             raise HarnessError(f"run {args.run!r} has no checkpoints in {store.dir.parent}")
         checkpoints = [store.checkpoint_path(e) for e in epochs]
+    if not checkpoints[0].is_file():
+        raise HarnessError(f"checkpoint {checkpoints[0]} does not exist")
+    # Method names are relative to the preset that trained the run, as in `harness run`.
+    preset = store.read_settings()["config"]["preset"] if store.settings_path.exists() else ""
+    methods = parse_method_list(args.methods, SELECTION_DEFAULTS.get(preset, {}))
+    truth = load_ground_truth(args.ground_truth)
     data = data_location(args).load()
     print(f"{'seed':>4} {'epoch':>5}  {'method':24s} {'C10 test':>8} {'sec':>7} {'fwd':>6}  cell")
     for path in checkpoints:

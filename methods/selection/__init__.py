@@ -23,7 +23,8 @@ SELECTION_METHODS: dict[str, type[SelectionMethod]] = {
 _SPEC = re.compile(r"^([a-z0-9-]+)(?:\[([^\]]*)\])?$")
 
 
-def make_method(spec: str) -> SelectionMethod:
+def make_method(spec: str, baselines: dict[str, dict[str, Any]] | None = None) -> SelectionMethod:
+    """A method from its spec; ``baselines`` maps method names to a preset's defaults."""
     match = _SPEC.match(spec.strip())
     if not match:
         raise HarnessError(
@@ -45,13 +46,15 @@ def make_method(spec: str) -> SelectionMethod:
         else:
             known = ", ".join(cls.aliases) or "none"
             raise HarnessError(f"unknown variant {part!r} of {name}; variants: {known}")
-    return cls(**options)
+    return cls(baseline=(baselines or {}).get(name), **options)
 
 
-def parse_method_list(text: str) -> list[SelectionMethod]:
+def parse_method_list(
+    text: str, baselines: dict[str, dict[str, Any]] | None = None
+) -> list[SelectionMethod]:
     """'ostr,magnitude' or 'all'; commas inside [...] belong to the variant."""
     if text.strip() == "all":
-        return [cls() for cls in SELECTION_METHODS.values()]
+        return [make_method(name, baselines) for name in SELECTION_METHODS]
     specs, depth, current = [], 0, ""
     for char in text:
         depth += {"[": 1, "]": -1}.get(char, 0)
@@ -61,7 +64,7 @@ def parse_method_list(text: str) -> list[SelectionMethod]:
         else:
             current += char
     specs.append(current)
-    methods = [make_method(s) for s in specs if s.strip()]
+    methods = [make_method(s, baselines) for s in specs if s.strip()]
     if not methods:
         raise HarnessError("no selection method given: pass --methods NAME[,NAME...] or all")
     names = [m.display_name for m in methods]

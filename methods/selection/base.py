@@ -86,8 +86,12 @@ class SelectionMethod:
     aliases: ClassVar[dict[str, dict[str, Any]]] = {}
     upper_bound: ClassVar[bool] = False
 
-    def __init__(self, **options: Any) -> None:
-        self.options = parse_options(self.options_class, options, self.name)
+    def __init__(self, baseline: dict[str, Any] | None = None, **options: Any) -> None:
+        """``baseline``: a preset's defaults for this method; names are shown relative to it."""
+        self.baseline = parse_options(self.options_class, dict(baseline or {}), self.name)
+        self.options = parse_options(
+            self.options_class, {**dataclasses.asdict(self.baseline), **options}, self.name
+        )
 
     @property
     def display_name(self) -> str:
@@ -104,7 +108,7 @@ class SelectionMethod:
         return f"{self.name}[{','.join(parts)}]"
 
     def changed_options(self) -> dict[str, Any]:
-        defaults = self.options_class()
+        defaults = self.baseline
         return {
             f.name: getattr(self.options, f.name)
             for f in dataclasses.fields(self.options)

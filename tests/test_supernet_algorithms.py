@@ -1,0 +1,127 @@
+"""Lambda-DARTS and OPP-DARTS: their terms, schedules and exact resumption."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from harness.presets import build_config
+from harness.store import RunStore
+from harness.training import train_supernet
+from methods.supernet.lambda_darts import (
+    cosine_and_direction,
+    finite_difference_weight_gradient,
+    mean_pairwise_cosine,
+    per_cell_weights,
+)
+from spaces.nb201 import OP_NAMES, BatchNormSettings, NB201Supernet
+
+
+def _config(algorithm, epochs=4, every=2, **options):
+    return build_config(
+        "smoke",
+        {"train": {"epochs": epochs, "checkpoint_every": every}},
+        algorithm=algorithm,
+        algorithm_options=options,
+    )
+
+
+def test_lambda_finite_difference_matches_double_backprop():
+    torch.manual_seed(0)
+    net = NB201Supernet(
+        channels=3, cells_per_stage=1, num_classes=4, cell_bn=BatchNormSettings(False, False)
+    ).double()
+    with torch.no_grad():
+        net.alphas.normal_(0, 0.5)
+    x, y = torch.randn(8, 3, 6, 6, dtype=torch.float64), torch.randint(0, 4, (8,))
+    params = net.weight_parameters()
+
+    per_cell = per_cell_weights(net).requires_grad_(True)
+    loss = F.cross_entropy(net(x, per_cell), y)
+    (cell_grads,) = torch.autograd.grad(loss, [per_cell], create_graph=True)
+    cosine = mean_pairwise_cosine(cell_grads.flatten(1))
+    exact = torch.autograd.grad(cosine, params, allow_unused=True)
+    exact = torch.cat([(torch.zeros_like(p) if g is None else g).flatten()
+                       for p, g in zip(params, exact, strict=True)])  # fmt: skip
+
+    value, direction = cosine_and_direction(cell_grads.detach())
+    assert value == pytest.approx(cosine.item())
+    approx = finite_difference_weight_gradient(
+        net, x, y, per_cell.detach(), direction, epsilon0=1e-6
+    )
+    approx = torch.cat([g.flatten() for g in approx])
+    assert exact.norm() > 1e-3
+    assert (approx - exact).norm() / exact.norm() < 1e-4
+
+
+def test_lambda_zero_trains_exactly_like_first_order_darts(tmp_path, tiny_arrays):
+    darts = train_supernet(_config("darts"), 0, tmp_path / "a", tiny_arrays, progress=False)
+    # Same learning rate for alphas, so only the regulariser could differ.
+    lam = train_supernet(
+        _config("lambda-darts", lambda_=0.0, arch_lr=3e-4), 0, tmp_path / "b", tiny_arrays,
+        progress=False,
+    )  # fmt: skip
+    a = RunStore(tmp_path / "a", darts.run_key).load_checkpoint(4)["model"]
+    b = RunStore(tmp_path / "b", lam.run_key).load_checkpoint(4)["model"]
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_lambda_records_ramp_and_cosine(tmp_path, tiny_arrays):
+    outcome = train_supernet(_config("lambda-darts"), 0, tmp_path, tiny_arrays, progress=False)
+    metrics = pd.read_csv(outcome.run_dir / "metrics.csv")
+    assert list(metrics["lambda"].round(6)) == [0.0, round(0.25 / 3, 6), round(0.5 / 3, 6), 0.25]
+    assert metrics["cell_grad_cosine"].between(-1, 1).all()
+    settings = json.loads((outcome.run_dir / "settings.json").read_text())
+    assert settings["algorithm"]["arch_optimizer"]["lr"] == 1e-4
+    assert settings["algorithm"]["options"] == {"lambda_": 0.25, "epsilon0": 1e-4, "arch_lr": 1e-4}
+
+
+def test_opp_darts_grows_the_op_set_on_schedule_with_skip_last(tmp_path, tiny_arrays):
+    outcome = train_supernet(
+        _config("opp-darts", epochs=8, every=2), 0, tmp_path, tiny_arrays, progress=False
+    )
+    metrics = pd.read_csv(outcome.run_dir / "metrics.csv")
+    # 5 ops, 2 initial -> 4 stages of 2 epochs each
+    assert list(metrics["stage"]) == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert list(metrics["active_ops"]) == [2, 2, 3, 3, 4, 4, 5, 5]
+    run = RunStore(tmp_path, outcome.run_key)
+    entered = [run.load_checkpoint(e)["algorithm"]["entered"] for e in (2, 4, 6, 8)]
+    assert [len(x) for x in entered] == [0, 1, 2, 3]
+    assert entered[-1][-1] == OP_NAMES.index("skip_connect")
+    assert set(entered[-1][:2]) == {OP_NAMES.index("nor_conv_1x1"), OP_NAMES.index("avg_pool_3x3")}
+    masks = [run.load_checkpoint(e)["model"]["active_ops"] for e in (2, 8)]
+    assert masks[0][0].tolist() == [True, False, False, True, False]
+    assert masks[1].all()
+    # Inactive ops never get weight: the argmax cell of stage 0 uses only initial ops.
+    assert set(metrics["argmax_arch"][0].replace("~", "|").split("|")) <= {
+        "", "+", "none", "nor_conv_3x3", "0", "1", "2"
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("algorithm", ["lambda-darts", "opp-darts", "darts-2nd"])
+def test_resume_is_identical_for_every_algorithm(tmp_path, tiny_arrays, algorithm):
+    config = _config(algorithm, epochs=6, every=3) if algorithm == "opp-darts" else _config(
+        algorithm, epochs=4, every=2
+    )  # fmt: skip
+    final = config.train.epochs
+    middle = config.train.checkpoint_every
+    straight = train_supernet(config, 0, tmp_path / "straight", tiny_arrays, progress=False)
+    train_supernet(config, 0, tmp_path / "partial", tiny_arrays, progress=False)
+    run = RunStore(tmp_path / "partial", straight.run_key)
+    run.checkpoint_path(final).unlink()
+    manifest = run.manifest()
+    del manifest[run.checkpoint_path(final).name]
+    run.manifest_path.write_text(json.dumps(manifest))
+    resumed = train_supernet(config, 0, tmp_path / "partial", tiny_arrays, progress=False)
+    assert resumed.resumed_from == middle
+    a = RunStore(tmp_path / "straight", straight.run_key).load_checkpoint(final)
+    b = run.load_checkpoint(final)
+    for name in a["model"]:
+        assert torch.equal(a["model"][name], b["model"][name]), name
+    if algorithm == "opp-darts":
+        assert a["algorithm"]["entered"] == b["algorithm"]["entered"]
