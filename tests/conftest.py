@@ -18,6 +18,16 @@ CLASSES = [
 ]  # fmt: skip
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Tests use tiny networks: intra-op threads gain nothing there and, next to other
+    processes on the same cores, lose minutes spinning. Subprocesses keep the default."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def offline_data_root() -> Path:
     return Path(os.environ.get("HARNESS_DATA_ROOT", REPO.parent / "shared" / "data"))
 

@@ -19,16 +19,6 @@ from methods.selection.magnitude import Magnitude
 from spaces.nb201 import NUM_EDGES, NUM_OPS, OP_NAMES, NB201Supernet, decode
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # These tensors are tiny: extra intra-op threads only fight other jobs for the two
-    # cores (under load a multi-threaded run of this file took minutes instead of seconds).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _planted_context(seed=0):
     # One batch of all 64 planted images: the same data, a quarter of the forward calls.
     return SelectionContext(data=planted_data(batch_size=64), seed=seed)

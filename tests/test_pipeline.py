@@ -138,3 +138,24 @@ def test_parallel_execution_matches_in_process(tmp_path, tiny_image_folder, grou
         a.sort_values(columns[:6]).reset_index(drop=True),
         b.sort_values(columns[:6]).reset_index(drop=True),
     )
+
+
+def test_select_command_prints_cells_and_reuses_the_run(run_args, tmp_path, capsys):
+    assert main(run_args("--methods", "magnitude")) == 0
+    checkpoint = next((tmp_path / "results").glob("runs/*/checkpoints/epoch_0002.pt"))
+    capsys.readouterr()
+    args = [
+        "select", "--checkpoint", str(checkpoint), "--methods", "magnitude,ostr[taylor]",
+        *run_args()[run_args().index("--data"):],
+    ]  # fmt: skip
+    args = [a for a in args if a not in ("--quiet",)]
+    args = args[: args.index("--results")] + args[args.index("--results") + 2 :]
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:4] == ["seed", "epoch", "method", "C10"]
+    assert {line.split()[2] for line in lines[1:]} == {"magnitude", "ostr[taylor]"}
+    stored = list(checkpoint.parent.parent.glob("selections/epoch_0002/*.json"))
+    assert len(stored) == 2
+    assert (
+        main(["select", "--checkpoint", str(tmp_path / "missing.pt"), "--methods", "random"]) == 2
+    )

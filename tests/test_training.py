@@ -138,7 +138,8 @@ def test_kill_9_mid_run_then_resume_gives_identical_weights(tmp_path, tiny_image
     assert main(_train_args(tiny_image_folder, straight, cache)) == 0
 
     killed = tmp_path / "killed"
-    process = _harness(*_train_args(tiny_image_folder, killed, cache))
+    # The same thread count as this process (see conftest), so results can be bit-identical.
+    process = _harness(*_train_args(tiny_image_folder, killed, cache), env={"OMP_NUM_THREADS": "1"})
     _wait_for("runs/*/checkpoints/epoch_0002.pt", killed)
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -167,7 +168,12 @@ def test_crash_during_checkpoint_write_resumes_from_previous(tmp_path, tiny_imag
         sys.exit(main({args!r}))
         """
     )
-    crashed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    crashed = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert crashed.returncode == 9
     run_dir = next((tmp_path / "crashed" / "runs").iterdir())
     assert list(run_dir.glob("checkpoints/.epoch_0004.pt.*.tmp")), "a partial file is left behind"

@@ -44,16 +44,17 @@ def register(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.checkpoint:
-        checkpoints = [Path(args.checkpoint)]
-        store = RunStore(checkpoints[0].parent.parent.parent, checkpoints[0].parent.parent.name)
+        checkpoint = Path(args.checkpoint).resolve()
+        if not checkpoint.is_file():
+            raise HarnessError(f"checkpoint {args.checkpoint} does not exist")
+        checkpoints = [checkpoint]
+        store = RunStore(checkpoint.parents[3], checkpoint.parents[1].name)
     else:
         store = RunStore(resolve_results_dir(args.results), args.run)
         epochs = store.completed_epochs()
         if not epochs:
             raise HarnessError(f"run {args.run!r} has no checkpoints in {store.dir.parent}")
         checkpoints = [store.checkpoint_path(e) for e in epochs]
-    if not checkpoints[0].is_file():
-        raise HarnessError(f"checkpoint {checkpoints[0]} does not exist")
     # Method names are relative to the preset that trained the run, as in `harness run`.
     preset = store.read_settings()["config"]["preset"] if store.settings_path.exists() else ""
     methods = parse_method_list(args.methods, SELECTION_DEFAULTS.get(preset, {}))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+import torch
+
 from harness.cli.options import (
     add_data_arguments,
     add_experiment_arguments,
@@ -11,6 +13,7 @@ from harness.cli.options import (
     experiment_config,
     parse_seeds,
 )
+from harness.errors import HarnessError
 from harness.locations import resolve_results_dir
 from harness.training import train_supernet
 
@@ -28,6 +31,12 @@ def register(commands) -> None:
         "--results", metavar="DIR", help="store root (default: $HARNESS_RESULTS or ./results)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars; log lines only")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads (default: torch's choice); CPU results are bit-identical for the "
+        "same settings, seed and thread count",
+    )
     add_experiment_arguments(parser)
     add_data_arguments(parser)
     parser.set_defaults(handler=run)
@@ -38,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
     config = experiment_config(args)
     location = data_location(args)
     store = resolve_results_dir(args.results)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise HarnessError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     data = location.load()
     for seed in seeds:
         outcome = train_supernet(config, seed, store, data, progress=not args.quiet)

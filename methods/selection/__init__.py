@@ -13,11 +13,13 @@ from harness.errors import HarnessError
 from methods.selection.base import Selection, SelectionContext, SelectionCost, SelectionMethod
 from methods.selection.darts_pt import DartsPT
 from methods.selection.magnitude import Magnitude
+from methods.selection.opp_loss import OppLoss
 from methods.selection.oracle import Oracle
+from methods.selection.ostr import OStr
 from methods.selection.random_cell import RandomCell
 
 SELECTION_METHODS: dict[str, type[SelectionMethod]] = {
-    cls.name: cls for cls in (Magnitude, DartsPT, RandomCell, Oracle)
+    cls.name: cls for cls in (Magnitude, DartsPT, OStr, OppLoss, RandomCell, Oracle)
 }
 
 _SPEC = re.compile(r"^([a-z0-9-]+)(?:\[([^\]]*)\])?$")

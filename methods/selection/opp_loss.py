@@ -44,8 +44,8 @@ from methods.selection.base import (
     working_copy,
 )
 from methods.selection.ostr import (
-    LossMeter,
     PerturbationScorer,
+    Scoring,
     check_progressive_options,
     decide_edges,
 )
@@ -78,8 +78,8 @@ class OppLoss(SelectionMethod):
 
     def choose(self, supernet: NB201Supernet, context: SelectionContext, cost: SelectionCost):
         o = self.options
-        meter = LossMeter(context.data.weight_eval, o.num_batches, o.bn_mode, cost)
-        score = PerturbationScorer(meter, remove_op, sign=1.0)  # L(W without k) - L(W)
+        scoring = Scoring(context.data.weight_eval, o.num_batches, o.bn_mode, cost)
+        score = PerturbationScorer(scoring, remove_op, sign=1.0)  # L(W without k) - L(W)
         net = working_copy(supernet)
         return decide_edges(
             net, context, cost, score, o.edge_order, o.finetune_epochs, o.finetune_lr

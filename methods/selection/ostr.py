@@ -53,7 +53,9 @@ Rows = dict[int, np.ndarray]
 
 def require_one_of(method: str, option: str, value: object, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise HarnessError(f"option {option} of {method} must be one of {', '.join(allowed)}")
+        raise HarnessError(
+            f"option {option} of {method} must be one of {', '.join(allowed)}, got {value!r}"
+        )
 
 
 def check_progressive_options(options, method: str) -> None:
@@ -74,96 +76,22 @@ def check_progressive_options(options, method: str) -> None:
         )
 
 
-class EdgeScorer:
-    """Scores the candidate ops of some edges at mixing matrix ``W`` (higher = better)."""
+@dataclass
+class Scoring:
+    """Where and how a criterion is measured; every pass is charged to ``cost``."""
 
-    def __call__(self, net: NB201Supernet, weights: torch.Tensor, edges: list[int]) -> Rows:
-        raise NotImplementedError
+    batches: Batches
+    num_batches: int | None  # the first batches of epoch 0; None: all
+    bn_mode: str
+    cost: SelectionCost
 
-    def network_changed(self) -> None:
-        """Called after fine-tuning: anything remembered about the old weights is stale."""
-
-
-class LossMeter:
-    """``L(W)`` on one split, remembered per mixing matrix until the network changes.
-
-    The matrix a progressive step decides on is one of the candidates it just measured, so
-    the next step's baseline is free.
-    """
-
-    def __init__(
-        self, batches: Batches, num_batches: int | None, bn_mode: str, cost: SelectionCost
-    ) -> None:
-        self.batches, self.num_batches, self.bn_mode, self.cost = (
-            batches,
-            num_batches,
-            bn_mode,
-            cost,
-        )
-        self._losses: dict[bytes, float] = {}
-
-    def __call__(self, net: NB201Supernet, weights: torch.Tensor) -> float:
-        key = weights.detach().cpu().numpy().tobytes()
-        if key not in self._losses:
-            self._losses[key] = measure(
-                net, weights, self.batches, self.num_batches, self.cost, self.bn_mode
-            ).loss
-        return self._losses[key]
-
-    def clear(self) -> None:
-        self._losses.clear()
-
-
-class PerturbationScorer(EdgeScorer):
-    """``score(e,k) = sign * (L(perturb(W, e, k)) - L(W))``, one perturbation per active op."""
-
-    def __init__(
-        self,
-        meter: LossMeter,
-        perturb: Callable[[torch.Tensor, int, int], torch.Tensor],
-        sign: float,
-    ) -> None:
-        self.meter, self.perturb, self.sign = meter, perturb, sign
-
-    def __call__(self, net: NB201Supernet, weights: torch.Tensor, edges: list[int]) -> Rows:
-        base = self.meter(net, weights)
-        active = net.active_ops.cpu().numpy()
-        rows: Rows = {}
-        for e in edges:
-            row = np.full(NUM_OPS, np.nan)
-            for k in np.flatnonzero(active[e]):
-                row[k] = self.sign * (self.meter(net, self.perturb(weights, e, int(k))) - base)
-            rows[e] = row
-        return rows
-
-    def network_changed(self) -> None:
-        self.meter.clear()
-
-
-class TaylorScorer(EdgeScorer):
-    """First-order strengths from ``g = dL/dW``: one forward and one backward per batch."""
-
-    def __init__(
-        self, batches: Batches, num_batches: int | None, bn_mode: str, cost: SelectionCost
-    ) -> None:
-        self.batches, self.num_batches, self.bn_mode, self.cost = (
-            batches,
-            num_batches,
-            bn_mode,
-            cost,
-        )
-
-    def __call__(self, net: NB201Supernet, weights: torch.Tensor, edges: list[int]) -> Rows:
-        grad = self.gradient(net, weights)
-        # L(W + onehot(k) - W_e) - L(W) ~ g_e . (onehot(k) - W_e) = g[e,k] - sum_j g[e,j] W[e,j]
-        strength = -(grad - (grad * weights).sum(dim=1, keepdim=True))
-        strength = strength.double().cpu().numpy()
-        strength[~net.active_ops.cpu().numpy()] = np.nan
-        return {e: strength[e].copy() for e in edges}
+    def loss(self, net: NB201Supernet, weights: torch.Tensor) -> float:
+        return measure(net, weights, self.batches, self.num_batches, self.cost, self.bn_mode).loss
 
     def gradient(self, net: NB201Supernet, weights: torch.Tensor) -> torch.Tensor:
-        # The caller passes a working copy, so train-mode passes may move its running
-        # statistics: train mode never reads them, and eval mode does not update them.
+        """``dL/dW`` at ``weights``: one forward and one backward pass per batch."""
+        # ``net`` is a working copy, so train-mode passes may move its running statistics:
+        # train mode never reads them and eval mode does not update them.
         weights = weights.detach().clone().requires_grad_(True)
         was_training = net.training
         net.train(self.bn_mode == "train")
@@ -178,6 +106,71 @@ class TaylorScorer(EdgeScorer):
             self.cost.backward_passes += 1
         net.train(was_training)
         return total / count
+
+
+class EdgeScorer:
+    """Scores the candidate ops of some edges at mixing matrix ``W`` (higher = better)."""
+
+    def __call__(self, net: NB201Supernet, weights: torch.Tensor, edges: list[int]) -> Rows:
+        raise NotImplementedError
+
+    def network_changed(self) -> None:
+        """Called after fine-tuning: anything remembered about the old weights is stale."""
+
+
+class PerturbationScorer(EdgeScorer):
+    """``score(e,k) = sign * (L(perturb(W, e, k)) - L(W))`` for every active op ``k``."""
+
+    def __init__(
+        self,
+        scoring: Scoring,
+        perturb: Callable[[torch.Tensor, int, int], torch.Tensor],
+        sign: float,
+    ) -> None:
+        self.scoring, self.perturb, self.sign = scoring, perturb, sign
+        # Losses per matrix: the matrix a progressive step decides on is one of the
+        # candidates it measured, so the next step's baseline costs nothing.
+        self._losses: dict[bytes, float] = {}
+
+    def loss(self, net: NB201Supernet, weights: torch.Tensor) -> float:
+        key = weights.cpu().numpy().tobytes()
+        if key not in self._losses:
+            self._losses[key] = self.scoring.loss(net, weights)
+        return self._losses[key]
+
+    def __call__(self, net: NB201Supernet, weights: torch.Tensor, edges: list[int]) -> Rows:
+        base = self.loss(net, weights)
+        active = net.active_ops.cpu().numpy()
+        rows: Rows = {}
+        for e in edges:
+            rows[e] = np.full(NUM_OPS, np.nan)
+            for k in np.flatnonzero(active[e]):
+                changed = self.loss(net, self.perturb(weights, e, int(k)))
+                rows[e][k] = self.sign * (changed - base)
+        return rows
+
+    def network_changed(self) -> None:
+        self._losses.clear()
+
+
+class TaylorScorer(EdgeScorer):
+    """First-order strengths from one gradient ``g = dL/dW`` at ``W``.
+
+    With ``W`` requiring grad every op of nonzero weight is computed, and ``none`` adds zeros
+    (so its gradient is truly zero): ``g`` is complete on undecided (softmax) rows, the only
+    ones scored. An op whose softmax weight underflowed to exactly 0 would read as g = 0.
+    """
+
+    def __init__(self, scoring: Scoring) -> None:
+        self.scoring = scoring
+
+    def __call__(self, net: NB201Supernet, weights: torch.Tensor, edges: list[int]) -> Rows:
+        grad = self.scoring.gradient(net, weights)
+        # L(W + onehot(k) - W_e) - L(W) ~ g_e . (onehot(k) - W_e) = g[e,k] - sum_j g[e,j] W[e,j]
+        strength = -(grad - (grad * weights).sum(dim=1, keepdim=True))
+        strength = strength.double().cpu().numpy()
+        strength[~net.active_ops.cpu().numpy()] = np.nan
+        return {e: strength[e].copy() for e in edges}
 
 
 def decide_edges(
@@ -252,11 +245,11 @@ class OStr(SelectionMethod):
     def choose(self, supernet: NB201Supernet, context: SelectionContext, cost: SelectionCost):
         o = self.options
         batches = context.data.alpha_eval if o.split == "valid" else context.data.weight_eval
+        scoring = Scoring(batches, o.num_batches, o.bn_mode, cost)
         if o.estimate == "taylor":
-            score: EdgeScorer = TaylorScorer(batches, o.num_batches, o.bn_mode, cost)
+            score: EdgeScorer = TaylorScorer(scoring)
         else:
-            meter = LossMeter(batches, o.num_batches, o.bn_mode, cost)
-            score = PerturbationScorer(meter, replace_row, sign=-1.0)  # S = L(W) - L(W')
+            score = PerturbationScorer(scoring, replace_row, sign=-1.0)  # S = L(W) - L(W')
         net = working_copy(supernet)
         return decide_edges(
             net, context, cost, score, o.edge_order, o.finetune_epochs, o.finetune_lr
