@@ -12,7 +12,6 @@ import logging
 import math
 import os
 import pickle
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from joblib import Parallel, delayed
 from PIL import Image
 
 from harness.errors import HarnessError
+from harness.store import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -114,16 +114,8 @@ def _load_cache(path: Path) -> CIFAR10Arrays | None:
 
 
 def _save_cache(data: CIFAR10Arrays, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Same-directory temp file + os.replace: a crash or a concurrent run never sees half a file.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(vars(data), f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # A crash or a concurrent run never sees half a file.
+    atomic_write(path, lambda handle: torch.save(vars(data), handle))
     log.info("Wrote CIFAR-10 cache %s (%.1f MB)", path, path.stat().st_size / 1e6)
 
 
