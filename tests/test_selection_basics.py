@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from planted import SIGNAL_EDGE, SIGNAL_OP, SKIP, planted_data, planted_supernet
@@ -96,3 +97,29 @@ def test_method_lists():
     assert {m.name for m in parse_method_list("all")} >= {"magnitude", "random", "oracle"}
     with pytest.raises(HarnessError, match="twice"):
         parse_method_list("random,random")
+
+
+@pytest.mark.parametrize("spec", ["magnitude", "darts-pt", "ostr", "ostr[taylor]", "opp-loss",
+                                  "random", "oracle"])  # fmt: skip
+def test_every_method_is_deterministic_and_leaves_the_supernet_alone(spec, tiny_arrays,
+                                                                     ground_truth_csv):  # fmt: skip
+    from harness.config import DataSettings
+    from harness.presets import SELECTION_DEFAULTS
+    from harness.search_data import make_search_data
+    from spaces.nb201 import NB201Supernet
+
+    torch.manual_seed(0)
+    net = NB201Supernet(channels=4, cells_per_stage=1)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    data = make_search_data(DataSettings(resolution=8, images_per_split=64), tiny_arrays, 0, 32)
+    truth = GroundTruth.from_csv(ground_truth_csv)
+    method = make_method(spec, SELECTION_DEFAULTS["smoke"])
+    runs = []
+    for _ in range(2):
+        context = SelectionContext(data=data, seed=3, ground_truth=truth)
+        runs.append(method.select(net, context))
+    a, b = runs
+    assert (a.arch, a.edge_order, a.settings) == (b.arch, b.edge_order, b.settings)
+    np.testing.assert_array_equal(np.array(a.scores), np.array(b.scores))  # NaNs compare equal
+    for name, tensor in net.state_dict().items():
+        assert torch.equal(tensor, before[name]), name
