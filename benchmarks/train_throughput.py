@@ -16,6 +16,7 @@ import time
 import torch
 
 from harness.checkpoints import build_supernet
+from harness.data import Batches
 from harness.presets import build_config
 from methods.supernet import ALGORITHMS, get_algorithm
 
@@ -34,6 +35,11 @@ def measure(preset: str, algorithm: str, device: str, steps: int, warmup: int) -
         )
         return make(), make()
 
+    # Measure the algorithm in its last epoch: Lambda-DARTS at full lambda, OPP-DARTS with
+    # every op admitted (its early stages are cheaper).
+    images = torch.randint(0, 256, (4 * batch, 3, size, size), dtype=torch.uint8)
+    stream = Batches(images, torch.randint(0, 10, (4 * batch,)), batch, 0, False, device)
+    trainer.begin_epoch(config.train.epochs - 1, stream, stream)
     supernet.train()
     for _ in range(warmup):
         trainer.step(*batch_pair())
