@@ -11,7 +11,7 @@ from planted import SIGNAL_EDGE, SIGNAL_OP, SKIP, planted_data, planted_supernet
 from harness.config import DataSettings
 from harness.errors import HarnessError
 from harness.search_data import make_search_data
-from methods.selection import darts_pt
+from methods.selection import progressive
 from methods.selection.base import SelectionContext, edge_order
 from methods.selection.darts_pt import DartsPT
 from methods.selection.finetune import finetune, steps_for
@@ -122,7 +122,7 @@ def test_finetuning_happens_between_decisions_on_a_copy(monkeypatch, tiny_contex
         call["alphas_changed"] = not torch.equal(alphas_before, call["supernet"].alphas)
         calls.append(call)
 
-    monkeypatch.setattr(darts_pt, "finetune", spy)
+    monkeypatch.setattr(progressive, "finetune", spy)
     net = _tiny_supernet()
     before = _state(net)
     method = DartsPT(num_batches=1, finetune_epochs=0.5, fix_alpha=fix_alpha)

@@ -14,7 +14,8 @@ from harness.errors import HarnessError
 from harness.search_data import make_search_data
 from methods.selection.base import SelectionContext, SelectionCost, edge_order
 from methods.selection.magnitude import Magnitude
-from methods.selection.opp_loss import OppLoss, remove_op
+from methods.selection.opp_loss import OppLoss
+from methods.selection.progressive import remove_op
 from methods.selection.scoring import measure
 from spaces.nb201 import NUM_EDGES, OP_NAMES, NB201Supernet, decode
 

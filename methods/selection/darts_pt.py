@@ -8,40 +8,38 @@ removal hurts most. Between decisions the working copy is fine-tuned.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-import numpy as np
-import torch
-
-from harness.errors import HarnessError
 from methods.selection.base import (
     SelectionContext,
     SelectionCost,
     SelectionMethod,
-    edge_order,
-    empty_scores,
-    fixed_weights,
     working_copy,
 )
-from methods.selection.finetune import finetune, steps_for
-from methods.selection.scoring import measure
-from spaces.nb201 import NUM_EDGES, NB201Supernet
-
-EDGE_ORDERS = ("random", "sequential")
-CRITERIA = ("accuracy", "loss")
-BN_MODES = ("train", "eval")
+from methods.selection.progressive import (
+    PerturbationScorer,
+    Scoring,
+    check_progressive_options,
+    decide_edges,
+    remove_op,
+    require_one_of,
+)
+from spaces.nb201 import NB201Supernet
 
 
 @dataclass(frozen=True)
 class DartsPTOptions:
-    edge_order: str = "random"  # "random" (seeded by the run's seed) or "sequential" (0..5)
+    edge_order: str = "random"  # random (seeded by the run's seed) | sequential | greedy
     criterion: str = "accuracy"  # "accuracy": lowest accuracy after removal; "loss": highest loss
     num_batches: int | None = None  # validation batches per measurement; None = all
     bn_mode: str = "train"  # batch statistics while scoring, as the reference code does
     finetune_epochs: float = 5.0  # between consecutive decisions; fractions for CPU presets
     finetune_lr: float = 0.0025  # constant
     fix_alpha: bool = False  # the paper's "fixed alpha" variant: alphas frozen while tuning
+
+    def __post_init__(self) -> None:
+        check_progressive_options(self, "darts-pt")
+        require_one_of("darts-pt", "criterion", self.criterion, ("accuracy", "loss"))
 
 
 class DartsPT(SelectionMethod):
@@ -65,78 +63,14 @@ class DartsPT(SelectionMethod):
     options_class = DartsPTOptions
     aliases = {"fix-alpha": {"fix_alpha": True}}
 
-    def __init__(self, **options) -> None:
-        super().__init__(**options)
-        o = self.options
-        if o.edge_order not in EDGE_ORDERS:
-            raise HarnessError(
-                f"darts-pt edge_order must be one of {EDGE_ORDERS}, not {o.edge_order!r}."
-            )
-        if o.criterion not in CRITERIA:
-            raise HarnessError(
-                f"darts-pt criterion must be one of {CRITERIA}, not {o.criterion!r}."
-            )
-        if o.bn_mode not in BN_MODES:
-            raise HarnessError(f"darts-pt bn_mode must be one of {BN_MODES}, not {o.bn_mode!r}.")
-        if o.num_batches is not None and (
-            isinstance(o.num_batches, bool)
-            or not isinstance(o.num_batches, int)
-            or o.num_batches < 1
-        ):
-            raise HarnessError(
-                f"darts-pt num_batches must be a positive integer or None, not {o.num_batches!r}."
-            )
-        if not (math.isfinite(o.finetune_epochs) and o.finetune_epochs >= 0):
-            raise HarnessError(
-                f"darts-pt finetune_epochs must be a finite number >= 0, not {o.finetune_epochs!r}."
-            )
-        if not (math.isfinite(o.finetune_lr) and o.finetune_lr > 0):
-            raise HarnessError(
-                f"darts-pt finetune_lr must be a finite number > 0, not {o.finetune_lr!r}."
-            )
-
     def choose(self, supernet: NB201Supernet, context: SelectionContext, cost: SelectionCost):
         o = self.options
-        net = working_copy(supernet)
-        edges = list(range(NUM_EDGES))
-        order = edges if o.edge_order == "sequential" else edge_order(context.seed, edges)
-        steps = steps_for(o.finetune_epochs, context.data.weight_batches)
-        active = net.active_ops.cpu().numpy()
-        scores = empty_scores()
-        decided: dict[int, int] = {}
-        # Inactive ops can never win: +inf for argmin (accuracy), -inf for argmax (loss).
-        sentinel = math.inf if o.criterion == "accuracy" else -math.inf
-        for position, edge in enumerate(order):
-            if position > 0:
-                # A fresh stream per phase, so no phase replays another's batches.
-                finetune(
-                    net, context, decided, steps, o.finetune_lr, not o.fix_alpha, cost, position
-                )
-            with torch.no_grad():
-                current = fixed_weights(net.mixing_weights().detach(), decided)
-            base = self._criterion(net, current, context, cost)
-            ops = active[edge]
-            values = np.full(len(ops), sentinel)
-            for op in np.flatnonzero(ops):
-                removed = current.clone()
-                removed[edge, int(op)] = 0.0
-                values[op] = self._criterion(net, removed, context, cost)
-            if o.criterion == "accuracy":
-                scores[edge, ops] = base - values[ops]
-                choice = int(np.argmin(values))  # first minimum: ties go to the earlier op
-            else:
-                scores[edge, ops] = values[ops] - base
-                choice = int(np.argmax(values))
-            decided[edge] = choice
-        return [decided[e] for e in edges], scores, order
-
-    def _criterion(
-        self,
-        net: NB201Supernet,
-        weights: torch.Tensor,
-        context: SelectionContext,
-        cost: SelectionCost,
-    ) -> float:
-        data, o = context.data, self.options
-        result = measure(net, weights, data.alpha_eval, o.num_batches, cost, bn_mode=o.bn_mode)
-        return result.accuracy if o.criterion == "accuracy" else result.loss
+        metric = "accuracy" if o.criterion == "accuracy" else "loss"
+        scoring = Scoring(context.data.alpha_eval, o.num_batches, o.bn_mode, cost, metric)
+        # accuracy: Acc(W) - Acc(W without k); loss: L(W without k) - L(W)
+        sign = -1.0 if o.criterion == "accuracy" else 1.0
+        score = PerturbationScorer(scoring, remove_op, sign=sign)
+        return decide_edges(
+            working_copy(supernet), context, cost, score, o.edge_order, o.finetune_epochs,
+            o.finetune_lr, train_alphas=not o.fix_alpha,
+        )  # fmt: skip

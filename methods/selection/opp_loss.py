@@ -35,19 +35,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from methods.selection.base import (
     SelectionContext,
     SelectionCost,
     SelectionMethod,
     working_copy,
 )
-from methods.selection.ostr import (
+from methods.selection.progressive import (
     PerturbationScorer,
     Scoring,
     check_progressive_options,
     decide_edges,
+    remove_op,
 )
 from spaces.nb201 import NB201Supernet
 
@@ -62,13 +61,6 @@ class OppLossOptions:
 
     def __post_init__(self) -> None:
         check_progressive_options(self, "opp-loss")
-
-
-def remove_op(weights: torch.Tensor, edge: int, op: int) -> torch.Tensor:
-    """``weights`` without op ``op`` on ``edge`` (its weight zeroed, the rest not renormalised)."""
-    removed = weights.clone()
-    removed[edge, op] = 0.0
-    return removed
 
 
 class OppLoss(SelectionMethod):

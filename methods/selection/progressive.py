@@ -1,0 +1,215 @@
+"""The progressive engine shared by the scoring methods (darts-pt, ostr, opp-loss).
+
+:func:`decide_edges` decides edges one at a time (or all at once, ``independent``),
+fixing decided rows one-hot for later edges and optionally fine-tuning a working copy
+between decisions; an :class:`EdgeScorer` says how much each candidate op is worth.
+A method is then a choice of perturbation (remove an op, or let it replace the edge),
+split, metric and sign.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from harness.data import Batches
+from harness.errors import HarnessError
+from methods.selection.base import (
+    SelectionContext,
+    SelectionCost,
+    edge_order,
+    empty_scores,
+    fixed_weights,
+)
+from methods.selection.finetune import finetune, steps_for
+from methods.selection.scoring import measure
+from spaces.nb201 import NUM_EDGES, NUM_OPS, NB201Supernet
+
+EDGE_ORDERS = ("random", "sequential", "greedy", "independent")
+Rows = dict[int, np.ndarray]
+
+
+def require_one_of(method: str, option: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise HarnessError(
+            f"option {option} of {method} must be one of {', '.join(allowed)}, got {value!r}"
+        )
+
+
+def check_progressive_options(options, method: str) -> None:
+    """Checks the options every progressive scoring method shares (see :func:`decide_edges`)."""
+    require_one_of(method, "edge_order", options.edge_order, EDGE_ORDERS)
+    require_one_of(method, "bn_mode", options.bn_mode, ("train", "eval"))
+    n = options.num_batches
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise HarnessError(f"option num_batches of {method} must be a positive integer or none")
+    if not (math.isfinite(options.finetune_epochs) and options.finetune_epochs >= 0):
+        raise HarnessError(f"option finetune_epochs of {method} must be a number >= 0")
+    if not (math.isfinite(options.finetune_lr) and options.finetune_lr > 0):
+        raise HarnessError(f"option finetune_lr of {method} must be a positive number")
+    if options.finetune_epochs > 0 and options.edge_order == "independent":
+        raise HarnessError(
+            f"{method} fine-tunes between progressive decisions: edge_order=independent "
+            "makes no decisions in between, so use finetune_epochs=0 with it"
+        )
+
+
+@dataclass
+class Scoring:
+    """Where and how a criterion is measured; every pass is charged to ``cost``."""
+
+    batches: Batches
+    num_batches: int | None  # the first batches of epoch 0; None: all
+    bn_mode: str
+    cost: SelectionCost
+
+    metric: str = "loss"  # "loss" or "accuracy": what :meth:`value` reports
+
+    def value(self, net: NB201Supernet, weights: torch.Tensor) -> float:
+        result = measure(net, weights, self.batches, self.num_batches, self.cost, self.bn_mode)
+        return result.loss if self.metric == "loss" else result.accuracy
+
+    def gradient(self, net: NB201Supernet, weights: torch.Tensor) -> torch.Tensor:
+        """``dL/dW`` at ``weights``: one forward and one backward pass per batch."""
+        # ``net`` is a working copy, so train-mode passes may move its running statistics:
+        # train mode never reads them and eval mode does not update them.
+        weights = weights.detach().clone().requires_grad_(True)
+        was_training = net.training
+        net.train(self.bn_mode == "train")
+        total, count = torch.zeros_like(weights), 0
+        for index, (x, y) in enumerate(self.batches.epoch(0)):
+            if self.num_batches is not None and index >= self.num_batches:
+                break
+            loss = F.cross_entropy(net(x, weights), y, reduction="sum")
+            total += torch.autograd.grad(loss, [weights])[0]
+            count += len(y)
+            self.cost.forward_passes += 1
+            self.cost.backward_passes += 1
+        net.train(was_training)
+        return total / count
+
+
+class EdgeScorer:
+    """Scores the candidate ops of some edges at mixing matrix ``W`` (higher = better)."""
+
+    def __call__(self, net: NB201Supernet, weights: torch.Tensor, edges: list[int]) -> Rows:
+        raise NotImplementedError
+
+    def network_changed(self) -> None:
+        """Called after fine-tuning: anything remembered about the old weights is stale."""
+
+
+class PerturbationScorer(EdgeScorer):
+    """``score(e,k) = sign * (M(perturb(W, e, k)) - M(W))`` for every active op ``k``.
+
+    ``M`` is the scoring's metric (loss or accuracy)."""
+
+    def __init__(
+        self,
+        scoring: Scoring,
+        perturb: Callable[[torch.Tensor, int, int], torch.Tensor],
+        sign: float,
+    ) -> None:
+        self.scoring, self.perturb, self.sign = scoring, perturb, sign
+        # Values per matrix: the matrix a progressive step decides on is one of the
+        # candidates it measured, so the next step's baseline costs nothing.
+        self._values: dict[bytes, float] = {}
+
+    def value(self, net: NB201Supernet, weights: torch.Tensor) -> float:
+        key = weights.cpu().numpy().tobytes()
+        if key not in self._values:
+            self._values[key] = self.scoring.value(net, weights)
+        return self._values[key]
+
+    def __call__(self, net: NB201Supernet, weights: torch.Tensor, edges: list[int]) -> Rows:
+        base = self.value(net, weights)
+        active = net.active_ops.cpu().numpy()
+        rows: Rows = {}
+        for e in edges:
+            rows[e] = np.full(NUM_OPS, np.nan)
+            for k in np.flatnonzero(active[e]):
+                changed = self.value(net, self.perturb(weights, e, int(k)))
+                rows[e][k] = self.sign * (changed - base)
+        return rows
+
+    def network_changed(self) -> None:
+        self._values.clear()
+
+
+class TaylorScorer(EdgeScorer):
+    """First-order strengths from one gradient ``g = dL/dW`` at ``W``.
+
+    With ``W`` requiring grad every op of nonzero weight is computed, and ``none`` adds zeros
+    (so its gradient is truly zero): ``g`` is complete on undecided (softmax) rows, the only
+    ones scored. An op whose softmax weight underflowed to exactly 0 would read as g = 0.
+    """
+
+    def __init__(self, scoring: Scoring) -> None:
+        self.scoring = scoring
+
+    def __call__(self, net: NB201Supernet, weights: torch.Tensor, edges: list[int]) -> Rows:
+        grad = self.scoring.gradient(net, weights)
+        # L(W + onehot(k) - W_e) - L(W) ~ g_e . (onehot(k) - W_e) = g[e,k] - sum_j g[e,j] W[e,j]
+        strength = -(grad - (grad * weights).sum(dim=1, keepdim=True))
+        strength = strength.double().cpu().numpy()
+        strength[~net.active_ops.cpu().numpy()] = np.nan
+        return {e: strength[e].copy() for e in edges}
+
+
+def decide_edges(
+    net: NB201Supernet,
+    context: SelectionContext,
+    cost: SelectionCost,
+    score: EdgeScorer,
+    order: str,
+    finetune_epochs: float = 0.0,
+    finetune_lr: float = 0.0025,
+    train_alphas: bool = True,
+) -> tuple[list[int], np.ndarray, list[int]]:
+    """Decide every edge to its best-scored op; ``net`` must be a working copy.
+
+    A row of the returned scores is what the method saw when it decided that edge.
+    """
+    planned = list(range(NUM_EDGES))
+    if order == "random":
+        planned = edge_order(context.seed, planned)
+    steps = steps_for(finetune_epochs, context.data.weight_batches)
+    decided: dict[int, int] = {}
+    scores, sequence = empty_scores(), []
+    while len(decided) < NUM_EDGES:
+        undecided = [e for e in planned if e not in decided]
+        weights = fixed_weights(net.mixing_weights().detach(), decided)
+        candidates = undecided if order in ("greedy", "independent") else undecided[:1]
+        rows = score(net, weights, candidates)
+        if order == "independent":
+            chosen = candidates
+        else:
+            # max() keeps the first of equals: ties go to the earlier edge (index order).
+            chosen = [max(candidates, key=lambda e: np.nanmax(rows[e]))]
+        for edge in chosen:
+            decided[edge] = int(np.nanargmax(rows[edge]))  # first maximum: the earlier op
+            scores[edge] = rows[edge]
+            sequence.append(edge)
+        if steps and len(decided) < NUM_EDGES:
+            finetune(
+                net, context, decided, steps, finetune_lr, train_alphas, cost, stream=len(decided)
+            )
+            score.network_changed()
+    return [decided[e] for e in range(NUM_EDGES)], scores, sequence
+
+
+def replace_row(weights: torch.Tensor, edge: int, op: int) -> torch.Tensor:
+    """Op ``op`` alone on ``edge``; every other row as it is (OStr)."""
+    return fixed_weights(weights, {edge: op})
+
+
+def remove_op(weights: torch.Tensor, edge: int, op: int) -> torch.Tensor:
+    """``W[edge, op] = 0``, no renormalisation (DARTS-PT, opp-loss)."""
+    removed = weights.clone()
+    removed[edge, op] = 0.0
+    return removed
