@@ -10,7 +10,7 @@ from harness.config import ExperimentConfig, parse_literal
 from harness.errors import HarnessError
 from harness.locations import DataLocation, resolve_data_location
 from harness.presets import PRESET_DESCRIPTIONS, PRESETS, build_config
-from methods.supernet import get_algorithm
+from methods.supernet import ALGORITHMS, get_algorithm
 from methods.supernet.base import parse_options
 
 _RANGE = re.compile(r"^(\d+)-(\d+)$")
@@ -75,7 +75,12 @@ def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
         help="; ".join(f"{name}: {text}" for name, text in PRESET_DESCRIPTIONS.items())
         + " (default: proxy)",
     )
-    group.add_argument("--algorithm", default="darts", help="supernet algorithm (default: darts)")
+    group.add_argument(
+        "--algorithm",
+        default="darts",
+        help=f"supernet algorithm: {', '.join(ALGORITHMS)} (default: darts); "
+        "`harness run` also takes a comma-separated list",
+    )
     group.add_argument("--epochs", type=int, help="override the preset's epoch count")
     group.add_argument(
         "--checkpoint-every", type=int, metavar="K", help="checkpoint every K epochs"
