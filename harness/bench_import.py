@@ -1,6 +1,8 @@
-"""Convert an official NAS-Bench-201 benchmark file (``.pth``) into the ground-truth CSV.
+"""Convert an official NAS-Bench-201 or NATS-Bench topology benchmark into the ground-truth CSV.
 
-Everything is read through the official ``nas_201_api`` (v2.x): per architecture,
+Everything is read through the official APIs (``nas_201_api`` v2.x for NAS-Bench-201
+``.pth`` files, ``nats_bench`` for the NATS-Bench topology search space, whose 200-epoch
+results are the same training runs): per architecture,
 ``get_more_info(index, dataset, hp=..., is_random=False)`` averages the final-epoch
 metrics over all seeds. The splits follow the NAS-Bench-201 paper: CIFAR-10 valid
 comes from the ``cifar10-valid`` run (train set only, ``x-valid``) and test from the
@@ -42,6 +44,38 @@ SPLITS: tuple[tuple[str, str, str, str], ...] = (
 HPS: tuple[str, ...] = ("200", "12")
 PROGRESS_EVERY = 1000
 _INSTALL_HINT = "install the official API: pip install nas-bench-201"
+_NATS_INSTALL_HINT = "install the official API: pip install nats_bench"
+NATS_SUFFIX = ".pickle.pbz2"
+_ACCEPTED = (
+    "a NAS-Bench-201 .pth file (e.g. NAS-Bench-201-v1_1-096897.pth), a NATS-Bench topology "
+    f"{NATS_SUFFIX} file (e.g. NATS-tss-v1_0-3ffb9-full{NATS_SUFFIX}) or an extracted "
+    "NATS-Bench topology fast-mode directory (e.g. NATS-tss-v1_0-3ffb9-simple/)"
+)
+
+
+def import_benchmark(
+    path: str | os.PathLike[str],
+    out_csv: str | os.PathLike[str],
+    *,
+    trust_file: bool = False,
+) -> pd.DataFrame:
+    """Write the compact accuracy table of the benchmark at ``path`` to ``out_csv``.
+
+    A ``.pth`` file is read as NAS-Bench-201; a ``.pickle.pbz2`` file or a directory as
+    NATS-Bench topology (a directory in the API's fast mode, which loads one architecture
+    at a time). ``trust_file`` only affects ``.pth`` files (see :func:`import_nb201`): the
+    NATS-Bench API always unpickles its files in full, so only pass files from the official
+    source.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return _import_from_api(_open_nats(path, fast_mode=True), path, Path(out_csv))
+    if path.name.endswith(NATS_SUFFIX):
+        return _import_from_api(_open_nats(path, fast_mode=False), path, Path(out_csv))
+    if path.suffix == ".pth":
+        return import_nb201(path, out_csv, trust_file=trust_file)
+    missing = "" if path.exists() else " (and it does not exist)"
+    raise HarnessError(f"{path} is not a benchmark this importer reads{missing}; pass {_ACCEPTED}")
 
 
 def import_nb201(
@@ -55,19 +89,23 @@ def import_nb201(
     ``trust_file=True`` lets torch unpickle arbitrary objects; only use it for a file
     downloaded from the official source that safe loading refuses.
     """
-    pth_path, out_csv = Path(pth_path), Path(out_csv)
-    api = _open_api(pth_path, trust_file)
+    pth_path = Path(pth_path)
+    return _import_from_api(_open_api(pth_path, trust_file), pth_path, Path(out_csv))
+
+
+def _import_from_api(api: Any, source: Path, out_csv: Path) -> pd.DataFrame:
+    """Build, check and write the table from an opened NAS-Bench-201 or NATS-Bench API."""
     num_archs = len(api)
     if num_archs == 0:
-        raise HarnessError(f"{pth_path} lists no architectures; download the benchmark again")
-    logger.info("importing %d architectures from %s", num_archs, pth_path)
+        raise HarnessError(f"{source} lists no architectures; download the benchmark again")
+    logger.info("importing %d architectures from %s", num_archs, source)
 
     columns = [column_name(d, m, int(hp)) for hp in HPS for d, m, _, _ in SPLITS]
     values = np.full((num_archs, len(columns)), np.nan)
     archs: list[str] = []
     for index in range(num_archs):
         archs.append(str(api.arch(index)))
-        values[index] = _arch_row(api, index, pth_path)
+        values[index] = _arch_row(api, index, source)
         if (index + 1) % PROGRESS_EVERY == 0:
             logger.info("imported %d/%d architectures", index + 1, num_archs)
 
@@ -75,7 +113,8 @@ def import_nb201(
     has_200 = [c for c in columns if c.endswith("_200ep")]
     if frame[has_200].isna().all().all():
         raise HarnessError(
-            f"{pth_path} holds no 200-epoch results; use the full NAS-Bench-201 benchmark file"
+            f"{source} holds no 200-epoch results; use the full NAS-Bench-201 benchmark file "
+            "or the NATS-Bench topology benchmark"
         )
     # Files without 12-epoch runs (or with only some splits, as in v1.0) lose those columns.
     empty = [c for c in columns if c.endswith("_12ep") and frame[c].isna().all()]
@@ -91,13 +130,27 @@ def import_nb201(
     return frame
 
 
-def _arch_row(api: Any, index: int, pth_path: Path) -> list[float]:
+# What the APIs raise on a truncated or damaged entry (NATS fast mode loads lazily, so a
+# missing or corrupt per-architecture file only shows up here).
+_ENTRY_ERRORS = (
+    KeyError,
+    ValueError,
+    AssertionError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    EOFError,
+    OSError,
+    pickle.UnpicklingError,
+)
+
+
+def _arch_row(api: Any, index: int, source: Path) -> list[float]:
     row: list[float] = []
-    per_hp = api.arch2infos_dict.get(index, {})
     for hp in HPS:
-        results = per_hp.get(hp)
-        # The API always builds both '12' and '200' entries, empty when never trained,
-        # and get_more_info fails on absent datasets, so ask which ones were run.
+        results = _arch_results(api, index, hp, source)
+        # get_more_info fails on datasets an architecture was never trained on, and
+        # schedules may be absent or empty, so ask which ones were run.
         present = set(results.get_dataset_names()) if results is not None else set()
         infos: dict[str, dict[str, Any]] = {}
         for _, _, dataset, key in SPLITS:
@@ -109,14 +162,62 @@ def _arch_row(api: Any, index: int, pth_path: Path) -> list[float]:
                     infos[dataset] = api.get_more_info(
                         index, dataset, iepoch=None, hp=hp, is_random=False
                     )
-                except (KeyError, ValueError, AssertionError, IndexError) as e:
-                    raise HarnessError(
-                        f"{pth_path}: the {hp}-epoch {dataset} results of architecture {index} "
-                        f"are incomplete ({type(e).__name__}: {e}); download the benchmark again"
-                    ) from e
+                except _ENTRY_ERRORS as e:
+                    raise _incomplete(source, index, f"the {hp}-epoch {dataset} results", e) from e
             value = infos[dataset].get(key)  # get_more_info drops splits it cannot find
             row.append(math.nan if value is None else float(value))
     return row
+
+
+def _arch_results(api: Any, index: int, hp: str, source: Path) -> Any:
+    """The ``ArchResults`` of one schedule, or None when the benchmark lacks it.
+
+    Both APIs answer ``query_meta_info_by_index`` with a ValueError when an architecture has
+    no such schedule (or no results at all); NATS-Bench in fast mode loads the
+    architecture's file here, so read errors are reported as an incomplete benchmark.
+    """
+    try:
+        return api.query_meta_info_by_index(index, hp=hp)
+    except ValueError:
+        return None
+    except _ENTRY_ERRORS as e:
+        raise _incomplete(source, index, "the results", e) from e
+
+
+def _incomplete(source: Path, index: int, what: str, error: Exception) -> HarnessError:
+    return HarnessError(
+        f"{source}: {what} of architecture {index} are incomplete "
+        f"({type(error).__name__}: {error}); download the benchmark again"
+    )
+
+
+def _open_nats(path: Path, *, fast_mode: bool) -> Any:
+    try:
+        import nats_bench
+    except ImportError as e:
+        raise HarnessError(f"nats_bench is not importable; {_NATS_INSTALL_HINT}") from e
+    if fast_mode:
+        if not (path / f"meta{NATS_SUFFIX}").is_file():
+            raise HarnessError(
+                f"{path} has no meta{NATS_SUFFIX}; pass an extracted NATS-Bench topology "
+                "fast-mode directory such as NATS-tss-v1_0-3ffb9-simple/"
+            )
+    elif not path.is_file():
+        raise HarnessError(
+            f"benchmark file {path} does not exist; download NATS-tss-v1_0-3ffb9-full"
+            f"{NATS_SUFFIX} (or extract NATS-tss-v1_0-3ffb9-simple) and pass its path"
+        )
+    try:
+        return nats_bench.create(str(path), "tss", fast_mode=fast_mode, verbose=False)
+    except MemoryError:
+        raise
+    except Exception as e:  # bz2, pickle, EOF and the API's own ValueErrors on bad layouts
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        detail = f": {lines[0][:200]}" if lines else ""
+        raise HarnessError(
+            f"{path} is not a NATS-Bench topology benchmark the official API can read "
+            f"({type(e).__name__}{detail}); download it again"
+        ) from e
 
 
 def _open_api(pth_path: Path, trust_file: bool) -> Any:

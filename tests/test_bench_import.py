@@ -1,4 +1,4 @@
-"""import_nb201 on small benchmark files built with the official API's own classes."""
+"""import_nb201 / import_benchmark on small benchmarks built with the official APIs' own classes."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pandas as pd
@@ -13,9 +14,10 @@ import pytest
 import torch
 
 pytest.importorskip("nas_201_api")
-from nas_201_api import ArchResults, NASBench201API, ResultsCount  # noqa: E402
+import nas_201_api  # noqa: E402
+from nas_201_api import ArchResults, NASBench201API  # noqa: E402
 
-from harness.bench_import import import_nb201  # noqa: E402
+from harness.bench_import import import_benchmark, import_nb201  # noqa: E402
 from harness.errors import HarnessError  # noqa: E402
 from harness.ground_truth import GroundTruth  # noqa: E402
 from spaces.nb201.codec import encode  # noqa: E402
@@ -43,6 +45,15 @@ SEEDS_12 = {
     "cifar100": (777,),
     "ImageNet16-120": (777,),
 }
+# table column prefix -> (official dataset, evaluation split) it comes from
+SOURCES = {
+    "cifar10_valid": ("cifar10-valid", "x-valid"),
+    "cifar10_test": ("cifar10", "ori-test"),
+    "cifar100_valid": ("cifar100", "x-valid"),
+    "cifar100_test": ("cifar100", "x-test"),
+    "imagenet16_valid": ("ImageNet16-120", "x-valid"),
+    "imagenet16_test": ("ImageNet16-120", "x-test"),
+}
 
 
 def final_accuracy(arch: int, dataset: str, eval_set: str, hp: str, seed: int) -> float:
@@ -51,12 +62,15 @@ def final_accuracy(arch: int, dataset: str, eval_set: str, hp: str, seed: int) -
     return base + DATASET_OFFSET[dataset] + SET_OFFSET[eval_set] + (seed - 777) / 111 * 0.6
 
 
-def arch_results(index: int, hp: str, seeds: dict[str, tuple[int, ...]]) -> ArchResults:
+def arch_results(
+    index: int, hp: str, seeds: dict[str, tuple[int, ...]], api: ModuleType = nas_201_api
+) -> ArchResults:
+    """One architecture's results, built with the classes of ``api`` (nas_201_api or nats_bench)."""
     epochs = int(hp)
-    results = ArchResults(index, ARCHS[index])
+    results = api.ArchResults(index, ARCHS[index])
     for dataset, dataset_seeds in seeds.items():
         for seed in dataset_seeds:
-            trial = ResultsCount(
+            trial = api.ResultsCount(
                 dataset,
                 None,
                 {e: 50.0 for e in range(epochs)},
@@ -144,15 +158,7 @@ def test_import_writes_seed_means(benchmark: Path, tmp_path: Path) -> None:
     assert skip["imagenet16_test_200ep"] == pytest.approx((24.3 + 24.9) / 2)
     assert skip["cifar10_test_12ep"] == pytest.approx(45.7)  # one 12-epoch seed only
     assert skip["cifar10_valid_12ep"] == pytest.approx((43.5 + 44.1) / 2)
-    sources = {
-        "cifar10_valid": ("cifar10-valid", "x-valid"),
-        "cifar10_test": ("cifar10", "ori-test"),
-        "cifar100_valid": ("cifar100", "x-valid"),
-        "cifar100_test": ("cifar100", "x-test"),
-        "imagenet16_valid": ("ImageNet16-120", "x-valid"),
-        "imagenet16_test": ("ImageNet16-120", "x-test"),
-    }
-    for prefix, (dataset, eval_set) in sources.items():
+    for prefix, (dataset, eval_set) in SOURCES.items():
         for hp, seeds in (("200", SEEDS_200), ("12", SEEDS_12)):
             for arch in range(3):
                 trials = [final_accuracy(arch, dataset, eval_set, hp, s) for s in seeds[dataset]]
@@ -231,3 +237,121 @@ def test_api_not_installed(benchmark: Path, tmp_path: Path, monkeypatch) -> None
     monkeypatch.setitem(sys.modules, "nas_201_api", None)
     with pytest.raises(HarnessError, match="pip install nas-bench-201"):
         import_nb201(benchmark, tmp_path / "out.csv")
+
+
+# --- NATS-Bench topology (the same runs, stored as bz2 pickles) -------------------------
+
+# NATS-Bench trained every 12-epoch schedule with three seeds.
+SEEDS_12_NATS = {d: (111, 777, 888) for d in EVAL_SETS}
+
+
+def nats_arch_states(index: int) -> dict[str, dict]:
+    """One architecture's entry as NATStopology stores it: hp ('12'/'200') -> state dict."""
+    nats_bench = pytest.importorskip("nats_bench")
+    return {
+        "12": arch_results(index, "12", SEEDS_12_NATS, nats_bench).state_dict(),
+        "200": arch_results(index, "200", SEEDS_200, nats_bench).state_dict(),
+    }
+
+
+def write_nats_file(path: Path) -> Path:
+    """The single-file layout NATStopology(fast_mode=False) reads (a dict, bz2-pickled)."""
+    nats_bench = pytest.importorskip("nats_bench")
+    data = {
+        "meta_archs": ARCHS,
+        "arch2infos": {i: nats_arch_states(i) for i in range(len(ARCHS))},
+        "evaluated_indexes": set(range(len(ARCHS))),
+    }
+    nats_bench.pickle_save(data, str(path), ext="")
+    return path
+
+
+def write_nats_dir(path: Path) -> Path:
+    """The fast-mode archive: meta.pickle.pbz2 plus one file per architecture."""
+    nats_bench = pytest.importorskip("nats_bench")
+    path.mkdir()
+    nats_bench.pickle_save({"meta_archs": ARCHS}, str(path / "meta.pickle.pbz2"), ext="")
+    for i in range(len(ARCHS)):
+        # The API looks for zero-padded names first, then plain ones; use both.
+        name = f"{i:06d}" if i % 2 == 0 else f"{i}"
+        nats_bench.pickle_save(nats_arch_states(i), str(path / f"{name}.pickle.pbz2"), ext="")
+    return path
+
+
+@pytest.fixture(scope="module")
+def nats_benchmarks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("nats")
+    return {
+        "file": write_nats_file(root / "NATS-tss-mini-full.pickle.pbz2"),
+        "dir": write_nats_dir(root / "NATS-tss-mini-simple"),
+    }
+
+
+@pytest.mark.parametrize("layout", ["file", "dir"])
+def test_import_nats_topology(nats_benchmarks: dict[str, Path], layout: str, tmp_path) -> None:
+    out = tmp_path / "nats.csv"
+    frame = import_benchmark(nats_benchmarks[layout], out)
+    csv = pd.read_csv(out)
+    assert list(csv.columns) == list(frame.columns)
+    assert csv["index"].tolist() == [0, 1, 2] and csv["arch_str"].tolist() == ARCHS
+    for prefix, (dataset, eval_set) in SOURCES.items():
+        for hp, seeds in (("200", SEEDS_200), ("12", SEEDS_12_NATS)):
+            for arch in range(3):
+                trials = [final_accuracy(arch, dataset, eval_set, hp, s) for s in seeds[dataset]]
+                assert csv[f"{prefix}_{hp}ep"][arch] == pytest.approx(sum(trials) / len(trials))
+    # Hand-computed: all-skip cifar10 ori-test, 200 epochs: (55.7 + 56.3) / 2; 12 epochs
+    # over seeds 111/777/888: (42.1 + 45.7 + 46.3) / 3.
+    assert csv["cifar10_test_200ep"][1] == pytest.approx(56.0)
+    assert csv["cifar10_test_12ep"][1] == pytest.approx(134.1 / 3)
+
+    truth = GroundTruth.from_csv(out)
+    assert truth.index_of(ALL_SKIP) == 1 and truth.arch_of(2) == ARCHS[2]
+    assert truth.accuracy(ALL_SKIP) == pytest.approx(56.0)
+    assert truth.best() == (0, ARCHS[0], pytest.approx(92.0))
+
+
+def test_cli_imports_nats_directory(nats_benchmarks: dict[str, Path], tmp_path, capsys) -> None:
+    from harness.cli import main
+
+    out = tmp_path / "gt.csv"
+    assert main(["bench", "import", str(nats_benchmarks["dir"]), "--out", str(out)]) == 0
+    assert "wrote 3 cells" in capsys.readouterr().out
+    assert GroundTruth.from_csv(out).accuracy(ALL_SKIP) == pytest.approx(56.0)
+
+
+def test_import_benchmark_still_reads_pth(benchmark: Path, tmp_path: Path) -> None:
+    frame = import_benchmark(benchmark, tmp_path / "nb201.csv")
+    assert frame["cifar10_test_200ep"][1] == pytest.approx(56.0)
+
+
+@pytest.mark.parametrize("name", ["x.txt", "missing-dir", "NATS.pickle"])
+def test_unsupported_path(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    if name.endswith(".txt"):
+        path.write_text("not a benchmark")
+    with pytest.raises(HarnessError, match=r"not a benchmark.*\.pth file.*\.pickle\.pbz2.*dir"):
+        import_benchmark(path, tmp_path / "out.csv")
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_nats_errors(nats_benchmarks: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(HarnessError, match="does not exist"):
+        import_benchmark(tmp_path / "absent.pickle.pbz2", tmp_path / "out.csv")
+    with pytest.raises(HarnessError, match="no meta.pickle.pbz2"):
+        import_benchmark(tmp_path, tmp_path / "out.csv")
+    bad = tmp_path / "bad.pickle.pbz2"
+    bad.write_bytes(b"not bz2 at all")
+    with pytest.raises(HarnessError, match="bad.pickle.pbz2 is not a NATS-Bench topology"):
+        import_benchmark(bad, tmp_path / "out.csv")
+    # Fast mode reads each architecture lazily, so a missing one surfaces mid-import.
+    partial = write_nats_dir(tmp_path / "partial")
+    (partial / "1.pickle.pbz2").unlink()
+    with pytest.raises(HarnessError, match="architecture 1 are incomplete"):
+        import_benchmark(partial, tmp_path / "out.csv")
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_nats_api_not_installed(nats_benchmarks: dict[str, Path], tmp_path, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "nats_bench", None)
+    with pytest.raises(HarnessError, match="install the official API: pip install nats_bench"):
+        import_benchmark(nats_benchmarks["file"], tmp_path / "out.csv")

@@ -1,4 +1,4 @@
-"""``harness bench``: the NAS-Bench-201 ground truth (import official files, look cells up)."""
+"""``harness bench``: the NAS-Bench-201 ground truth (import official benchmarks, look cells up)."""
 
 from __future__ import annotations
 
@@ -11,27 +11,34 @@ from harness.errors import HarnessError
 def register(commands) -> None:
     parser = commands.add_parser(
         "bench",
-        help="NAS-Bench-201 ground truth: import an official file, look up cells",
+        help="NAS-Bench-201 ground truth: import an official benchmark, look up cells",
         description="Work with the compact NAS-Bench-201 ground-truth table the harness reads.",
     )
     actions = parser.add_subparsers(dest="bench_command", metavar="ACTION", required=True)
 
     importer = actions.add_parser(
         "import",
-        help="convert an official NAS-Bench-201 .pth file into the compact table",
-        description="Read an official NAS-Bench-201 benchmark file through the official API "
-        "(pip install nas-bench-201) and write the compact CSV table: 200-epoch accuracies "
-        "averaged over seeds, plus the 12-epoch schedule when the file has it.",
+        help="convert an official NAS-Bench-201 (.pth) or NATS-Bench topology benchmark "
+        "into the compact table",
+        description="Read an official benchmark through its official API and write the "
+        "compact CSV table: 200-epoch accuracies averaged over seeds, plus the 12-epoch "
+        "schedule when the benchmark has it. Accepts a NAS-Bench-201 .pth file "
+        "(pip install nas-bench-201) or the NATS-Bench topology benchmark (pip install "
+        "nats_bench), either as a single .pickle.pbz2 file or as an extracted fast-mode "
+        "directory.",
     )
     importer.add_argument(
-        "path", help="official benchmark file, e.g. NAS-Bench-201-v1_1-096897.pth"
+        "path",
+        help="NAS-Bench-201-v1_1-096897.pth, NATS-tss-v1_0-3ffb9-full.pickle.pbz2 or a "
+        "directory like NATS-tss-v1_0-3ffb9-simple/",
     )
     importer.add_argument("--out", required=True, help="CSV to write")
     importer.add_argument(
         "--trust-file",
         action="store_true",
-        help="allow full unpickling of the benchmark file (only for files from a source you "
-        "trust; needed when torch's safe loader refuses it)",
+        help="allow full unpickling of a .pth file (only for files from a source you trust; "
+        "needed when torch's safe loader refuses it); NATS-Bench files are always "
+        "unpickled in full by their API",
     )
     importer.set_defaults(handler=run_import)
 
@@ -51,9 +58,9 @@ def register(commands) -> None:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from harness.bench_import import import_nb201
+    from harness.bench_import import import_benchmark
 
-    table = import_nb201(Path(args.path), Path(args.out), trust_file=args.trust_file)
+    table = import_benchmark(Path(args.path), Path(args.out), trust_file=args.trust_file)
     print(f"wrote {len(table)} cells to {args.out}")
     return 0
 
