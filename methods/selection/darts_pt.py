@@ -9,6 +9,7 @@ removal hurts most. Between decisions the working copy is fine-tuned.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from methods.selection.base import (
     SelectionContext,
@@ -18,8 +19,8 @@ from methods.selection.base import (
 )
 from methods.selection.progressive import (
     PerturbationScorer,
+    ProgressiveOptions,
     Scoring,
-    check_progressive_options,
     decide_edges,
     remove_op,
     require_one_of,
@@ -28,17 +29,14 @@ from spaces.nb201 import NB201Supernet
 
 
 @dataclass(frozen=True)
-class DartsPTOptions:
-    edge_order: str = "random"  # random (seeded by the run's seed) | sequential | greedy
+class DartsPTOptions(ProgressiveOptions):
+    method: ClassVar[str] = "darts-pt"
+    finetune_epochs: float = 5.0  # the NB201 reference: 5 epochs between decisions
     criterion: str = "accuracy"  # "accuracy": lowest accuracy after removal; "loss": highest loss
-    num_batches: int | None = None  # validation batches per measurement; None = all
-    bn_mode: str = "train"  # batch statistics while scoring, as the reference code does
-    finetune_epochs: float = 5.0  # between consecutive decisions; fractions for CPU presets
-    finetune_lr: float = 0.0025  # constant
     fix_alpha: bool = False  # the paper's "fixed alpha" variant: alphas frozen while tuning
 
     def __post_init__(self) -> None:
-        check_progressive_options(self, "darts-pt")
+        super().__post_init__()
         require_one_of("darts-pt", "criterion", self.criterion, ("accuracy", "loss"))
 
 

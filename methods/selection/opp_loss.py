@@ -34,6 +34,7 @@ decisions rather than one op for the whole space, and unaugmented data.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from methods.selection.base import (
     SelectionContext,
@@ -43,8 +44,8 @@ from methods.selection.base import (
 )
 from methods.selection.progressive import (
     PerturbationScorer,
+    ProgressiveOptions,
     Scoring,
-    check_progressive_options,
     decide_edges,
     remove_op,
 )
@@ -52,15 +53,8 @@ from spaces.nb201 import NB201Supernet
 
 
 @dataclass(frozen=True)
-class OppLossOptions:
-    edge_order: str = "random"  # random | sequential | greedy | independent
-    num_batches: int | None = None  # None: every batch of the training split
-    bn_mode: str = "train"
-    finetune_epochs: float = 0.0  # between progressive decisions
-    finetune_lr: float = 0.0025
-
-    def __post_init__(self) -> None:
-        check_progressive_options(self, "opp-loss")
+class OppLossOptions(ProgressiveOptions):
+    method: ClassVar[str] = "opp-loss"
 
 
 class OppLoss(SelectionMethod):

@@ -25,6 +25,7 @@ opp-loss, which differ in their perturbation, split, metric and sign.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from methods.selection.base import (
     SelectionContext,
@@ -35,9 +36,9 @@ from methods.selection.base import (
 from methods.selection.progressive import (
     EdgeScorer,
     PerturbationScorer,
+    ProgressiveOptions,
     Scoring,
     TaylorScorer,
-    check_progressive_options,
     decide_edges,
     replace_row,
     require_one_of,
@@ -46,17 +47,13 @@ from spaces.nb201 import NB201Supernet
 
 
 @dataclass(frozen=True)
-class OStrOptions:
-    edge_order: str = "random"  # random | sequential | greedy | independent
+class OStrOptions(ProgressiveOptions):
+    method: ClassVar[str] = "ostr"
     estimate: str = "exact"  # exact | taylor
     split: str = "valid"  # valid (alpha_eval) | train (weight_eval)
-    num_batches: int | None = None  # None: every batch of the split
-    bn_mode: str = "train"
-    finetune_epochs: float = 0.0  # between progressive decisions
-    finetune_lr: float = 0.0025
 
     def __post_init__(self) -> None:
-        check_progressive_options(self, "ostr")
+        super().__post_init__()
         require_one_of("ostr", "estimate", self.estimate, ("exact", "taylor"))
         require_one_of("ostr", "split", self.split, ("valid", "train"))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -41,22 +42,38 @@ def require_one_of(method: str, option: str, value: object, allowed: tuple[str, 
         )
 
 
-def check_progressive_options(options, method: str) -> None:
-    """Checks the options every progressive scoring method shares (see :func:`decide_edges`)."""
-    require_one_of(method, "edge_order", options.edge_order, EDGE_ORDERS)
-    require_one_of(method, "bn_mode", options.bn_mode, ("train", "eval"))
-    n = options.num_batches
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        raise HarnessError(f"option num_batches of {method} must be a positive integer or none")
-    if not (math.isfinite(options.finetune_epochs) and options.finetune_epochs >= 0):
-        raise HarnessError(f"option finetune_epochs of {method} must be a number >= 0")
-    if not (math.isfinite(options.finetune_lr) and options.finetune_lr > 0):
-        raise HarnessError(f"option finetune_lr of {method} must be a positive number")
-    if options.finetune_epochs > 0 and options.edge_order == "independent":
-        raise HarnessError(
-            f"{method} fine-tunes between progressive decisions: edge_order=independent "
-            "makes no decisions in between, so use finetune_epochs=0 with it"
-        )
+@dataclass(frozen=True)
+class ProgressiveOptions:
+    """Options every progressive scoring method shares (see :func:`decide_edges`).
+
+    Subclasses set ``method`` (for error messages), add their own fields and may change
+    defaults; the values are checked once, when the options are made.
+    """
+
+    method: ClassVar[str] = "progressive"
+    # random (seeded by the run's seed) | sequential | greedy | independent
+    edge_order: str = "random"
+    num_batches: int | None = None  # batches of the scoring split per measurement; None: all
+    bn_mode: str = "train"  # batch statistics while scoring, as the DARTS-PT reference does
+    finetune_epochs: float = 0.0  # between progressive decisions; fractions for CPU presets
+    finetune_lr: float = 0.0025  # constant
+
+    def __post_init__(self) -> None:
+        method = self.method
+        require_one_of(method, "edge_order", self.edge_order, EDGE_ORDERS)
+        require_one_of(method, "bn_mode", self.bn_mode, ("train", "eval"))
+        n = self.num_batches
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise HarnessError(f"option num_batches of {method} must be a positive integer or none")
+        if not (math.isfinite(self.finetune_epochs) and self.finetune_epochs >= 0):
+            raise HarnessError(f"option finetune_epochs of {method} must be a number >= 0")
+        if not (math.isfinite(self.finetune_lr) and self.finetune_lr > 0):
+            raise HarnessError(f"option finetune_lr of {method} must be a positive number")
+        if self.finetune_epochs > 0 and self.edge_order == "independent":
+            raise HarnessError(
+                f"{method} fine-tunes between progressive decisions: edge_order=independent "
+                "makes no decisions in between, so use finetune_epochs=0 with it"
+            )
 
 
 @dataclass
