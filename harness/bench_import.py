@@ -28,6 +28,7 @@ import pandas as pd
 
 from harness.errors import HarnessError
 from harness.ground_truth import GroundTruth, column_name
+from harness.store import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -313,14 +314,7 @@ def _numpy_globals() -> list[Any]:
 
 
 def _write_atomically(frame: pd.DataFrame, out_csv: Path) -> None:
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_csv.with_name(f".{out_csv.name}.{os.getpid()}.tmp")
     try:
-        frame.to_csv(tmp, index=False)
-        os.replace(tmp, out_csv)
+        atomic_write_bytes(out_csv, frame.to_csv(index=False).encode())
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise HarnessError(f"could not write {out_csv} ({e}); choose a writable output path") from e
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

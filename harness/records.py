@@ -51,7 +51,9 @@ def collect_tables(results_dir: Path, truth: GroundTruth) -> dict[str, pd.DataFr
             raw = json.loads(path.read_text())
             selection = raw["selection"]
             checkpoint = run_dir / "checkpoints" / f"epoch_{raw['epoch']:04d}.pt"
-            if checkpoint not in alpha_cache:
+            if "alphas" in raw:
+                alpha_cache[checkpoint] = raw["alphas"]
+            elif checkpoint not in alpha_cache:  # stored before selections kept alphas
                 alpha_cache[checkpoint] = _checkpoint_alphas(checkpoint)
             row = {
                 **identity,

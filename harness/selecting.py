@@ -88,6 +88,8 @@ def select_at_checkpoint(
             "seed": checkpoint.seed,
             "epoch": checkpoint.epoch,
             "run_key": checkpoint.run_key,
+            # Kept with the selection so tables never reload the checkpoint for them.
+            "alphas": checkpoint.supernet.alphas.detach().cpu().double().tolist(),
             "format": SELECTION_FORMAT_VERSION,
         }
         atomic_write_json(path, raw)

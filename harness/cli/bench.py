@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from harness.cli.options import add_ground_truth_argument
 from harness.errors import HarnessError
 
 
@@ -48,12 +49,7 @@ def register(commands) -> None:
         description="Print every ground-truth column for one cell.",
     )
     lookup.add_argument("cell", help="arch string '|op~0|+|op~0|op~1|+|...|' or benchmark index")
-    lookup.add_argument(
-        "--ground-truth",
-        metavar="CSV",
-        help="ground-truth table (default: $HARNESS_GROUND_TRUTH, else "
-        "../shared/data/nasbench201/nb201_accuracy.csv)",
-    )
+    add_ground_truth_argument(lookup)
     lookup.set_defaults(handler=run_lookup)
 
 

@@ -37,6 +37,24 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def add_ground_truth_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ground-truth",
+        metavar="CSV",
+        help="NAS-Bench-201 ground-truth table (default: $HARNESS_GROUND_TRUTH, else "
+        "../shared/data/nasbench201/nb201_accuracy.csv)",
+    )
+
+
+def add_seed_store_arguments(parser: argparse.ArgumentParser) -> None:
+    """--seeds, --results and --quiet, as `harness train` and `harness run` take them."""
+    parser.add_argument("--seeds", default="0", help="seeds: 0-4, 0,2,5 or 3 (default: 0)")
+    parser.add_argument(
+        "--results", metavar="DIR", help="store root (default: $HARNESS_RESULTS or ./results)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars; log lines only")
+
+
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
     group.add_argument(

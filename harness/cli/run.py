@@ -7,6 +7,8 @@ import argparse
 from harness.cli.options import (
     add_data_arguments,
     add_experiment_arguments,
+    add_ground_truth_argument,
+    add_seed_store_arguments,
     data_location,
     experiment_config,
     parse_seeds,
@@ -32,10 +34,7 @@ def register(commands) -> None:
     parser.add_argument(
         "--methods", default="all", help="comma-separated selection methods, or all (default)"
     )
-    parser.add_argument("--seeds", default="0", help="seeds: 0-4, 0,2,5 or 3 (default: 0)")
-    parser.add_argument(
-        "--results", metavar="DIR", help="store root (default: $HARNESS_RESULTS or ./results)"
-    )
+    add_seed_store_arguments(parser)
     parser.add_argument(
         "--jobs", type=int, default=1, help="worker processes for independent jobs (default: 1)"
     )
@@ -51,13 +50,7 @@ def register(commands) -> None:
         help="run jobs on a Dask cluster: a scheduler address (tcp://host:8786) or 'local' "
         "for a LocalCluster of --jobs workers",
     )
-    parser.add_argument(
-        "--ground-truth",
-        metavar="CSV",
-        help="NAS-Bench-201 table (default: $HARNESS_GROUND_TRUTH, else "
-        "../shared/data/nasbench201/nb201_accuracy.csv)",
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars; log lines only")
+    add_ground_truth_argument(parser)
     add_experiment_arguments(parser)
     add_data_arguments(parser)
     parser.set_defaults(handler=run)
@@ -71,13 +64,11 @@ def run(args: argparse.Namespace) -> int:
     results = resolve_results_dir(args.results)
     truth = load_ground_truth(args.ground_truth)
     location = data_location(args)
-    summary = {}
     for algorithm in args.algorithm.split(","):
         config = experiment_config(args, algorithm=algorithm.strip())
         outcome = run_experiment(
             config, seeds, methods, location, truth, results, execution, not args.quiet
         )
-        summary[config.algorithm] = outcome
         print(
             f"{config.algorithm}: trained seeds {outcome.trained_seeds or 'none (cached)'}; "
             f"selections computed {outcome.selections_computed}, reused "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.cli.options import add_data_arguments, data_location
+from harness.cli.options import add_data_arguments, add_ground_truth_argument, data_location
 from harness.errors import HarnessError
 from harness.ground_truth import load_ground_truth
 from harness.locations import resolve_results_dir
@@ -32,12 +32,7 @@ def register(commands) -> None:
         "--results", metavar="DIR", help="store root for --run (default: ./results)"
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-    parser.add_argument(
-        "--ground-truth",
-        metavar="CSV",
-        help="NAS-Bench-201 table (default: $HARNESS_GROUND_TRUTH, else "
-        "../shared/data/nasbench201/nb201_accuracy.csv)",
-    )
+    add_ground_truth_argument(parser)
     add_data_arguments(parser)
     parser.set_defaults(handler=run)
 

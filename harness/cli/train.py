@@ -9,6 +9,7 @@ import torch
 from harness.cli.options import (
     add_data_arguments,
     add_experiment_arguments,
+    add_seed_store_arguments,
     data_location,
     experiment_config,
     parse_seeds,
@@ -26,11 +27,7 @@ def register(commands) -> None:
         "store. Re-running the same command does no training; an interrupted run resumes "
         "from its last complete checkpoint.",
     )
-    parser.add_argument("--seeds", default="0", help="seeds: 0-4, 0,2,5 or 3 (default: 0)")
-    parser.add_argument(
-        "--results", metavar="DIR", help="store root (default: $HARNESS_RESULTS or ./results)"
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars; log lines only")
+    add_seed_store_arguments(parser)
     parser.add_argument(
         "--threads",
         type=int,
