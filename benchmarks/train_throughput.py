@@ -24,7 +24,7 @@ from methods.supernet import ALGORITHMS, get_algorithm
 def measure(preset: str, algorithm: str, device: str, steps: int, warmup: int) -> dict:
     config = build_config(preset, algorithm=algorithm, device=device)
     torch.manual_seed(0)
-    supernet = build_supernet(config.space, num_classes=10).to(device)
+    supernet = build_supernet(config.space, num_classes=10, compute=config.compute).to(device)
     trainer = get_algorithm(algorithm)(supernet, config.train, config.algorithm_options)
     size, batch = config.data.resolution, config.train.batch_size
 

@@ -8,13 +8,16 @@ from typing import Any
 
 import torch
 
-from harness.config import ExperimentConfig, SpaceSettings
+from harness.config import ComputeSettings, ExperimentConfig, SpaceSettings
 from harness.errors import HarnessError
 from harness.store import load_checkpoint_file
 from spaces.nb201 import BatchNormSettings, NB201Supernet
 
 
-def build_supernet(space: SpaceSettings, num_classes: int) -> NB201Supernet:
+def build_supernet(
+    space: SpaceSettings, num_classes: int, compute: ComputeSettings | None = None
+) -> NB201Supernet:
+    compute = compute or ComputeSettings()
     return NB201Supernet(
         channels=space.channels,
         cells_per_stage=space.cells_per_stage,
@@ -22,6 +25,10 @@ def build_supernet(space: SpaceSettings, num_classes: int) -> NB201Supernet:
         cell_bn=BatchNormSettings(
             affine=space.cell_bn_affine, track_running_stats=space.cell_bn_track_stats
         ),
+        cell_impl=compute.cell,
+        channels_last=compute.channels_last,
+        autocast=None if compute.autocast == "none" else compute.autocast,
+        compile_cells=compute.compile,
     )
 
 
@@ -42,7 +49,7 @@ def load_supernet(path: Path, device: str | torch.device = "cpu") -> LoadedCheck
     state = load_checkpoint_file(Path(path))
     try:
         config = ExperimentConfig.from_dict(state["settings"]["config"])
-        supernet = build_supernet(config.space, state["settings"]["num_classes"])
+        supernet = build_supernet(config.space, state["settings"]["num_classes"], config.compute)
         supernet.load_state_dict(state["model"])
     except (KeyError, TypeError, RuntimeError) as error:
         raise HarnessError(

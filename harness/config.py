@@ -15,7 +15,10 @@ from typing import Any
 
 from harness.errors import HarnessError
 
-STORE_FORMAT_VERSION = 1
+# 2: the compute section (cell implementation, memory format, autocast, compile) joined the
+# key, and supernets default to the fused cell in channels-last format, whose float results
+# differ in the last bits from the op-by-op cell that made format-1 stores.
+STORE_FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -84,12 +87,51 @@ class TrainSettings:
             )
 
 
+CELL_IMPLEMENTATIONS = ("fused", "reference")
+AUTOCAST_DTYPES = ("none", "bf16")
+
+
+@dataclass(frozen=True)
+class ComputeSettings:
+    """How the supernet computes: equal results to float tolerance, so all are in the key.
+
+    ``cell`` ``fused`` groups a cell's work by source node, ``reference`` runs op by op as
+    the benchmark's code does (what format-1 stores used); ``autocast`` ``bf16`` runs
+    convolutions in bfloat16 (results differ beyond float tolerance); ``compile`` wraps the
+    supernet in ``torch.compile``.
+    """
+
+    cell: str = "fused"
+    channels_last: bool = True
+    autocast: str = "none"
+    compile: bool = False
+
+    def validate(self) -> None:
+        if self.cell not in CELL_IMPLEMENTATIONS:
+            raise HarnessError(
+                f"unknown compute.cell {self.cell!r}; use one of {', '.join(CELL_IMPLEMENTATIONS)}"
+            )
+        if self.autocast not in AUTOCAST_DTYPES:
+            raise HarnessError(
+                f"unknown compute.autocast {self.autocast!r}; "
+                f"use one of {', '.join(AUTOCAST_DTYPES)}"
+            )
+        for name in ("channels_last", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise HarnessError(f"compute.{name} must be true or false")
+
+
+# What made stores written before the compute section existed (store format 1).
+FORMAT_1_COMPUTE = ComputeSettings(cell="reference", channels_last=False)
+
+
 @dataclass(frozen=True)
 class ExperimentConfig:
     preset: str = "paper"
     space: SpaceSettings = field(default_factory=SpaceSettings)
     data: DataSettings = field(default_factory=DataSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
+    compute: ComputeSettings = field(default_factory=ComputeSettings)
     algorithm: str = "darts"
     algorithm_options: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
@@ -98,6 +140,7 @@ class ExperimentConfig:
         self.space.validate()
         self.data.validate()
         self.train.validate()
+        self.compute.validate()
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise HarnessError(f"unknown device {self.device!r}; use cpu or cuda[:N]")
         return self
@@ -114,6 +157,7 @@ class ExperimentConfig:
             train=TrainSettings(
                 **{**raw["train"], "arch_betas": tuple(raw["train"]["arch_betas"])}
             ),
+            compute=ComputeSettings(**raw["compute"]) if "compute" in raw else FORMAT_1_COMPUTE,
             algorithm=raw["algorithm"],
             algorithm_options=dict(raw["algorithm_options"]),
             device=raw["device"],

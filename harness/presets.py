@@ -9,7 +9,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from harness.config import DataSettings, ExperimentConfig, SpaceSettings, TrainSettings
+from harness.config import (
+    ComputeSettings,
+    DataSettings,
+    ExperimentConfig,
+    SpaceSettings,
+    TrainSettings,
+)
 from harness.errors import HarnessError
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -53,7 +59,12 @@ PRESET_DESCRIPTIONS = {
     "smoke": "tiny everything, for tests and CI; seconds",
 }
 
-_SECTIONS = {"space": SpaceSettings, "data": DataSettings, "train": TrainSettings}
+_SECTIONS = {
+    "space": SpaceSettings,
+    "data": DataSettings,
+    "train": TrainSettings,
+    "compute": ComputeSettings,
+}
 
 
 def build_config(

@@ -89,7 +89,7 @@ def train_supernet(
 
     device = torch.device(config.device)
     torch.manual_seed(seed)
-    supernet = build_supernet(config.space, num_classes=10).to(device)
+    supernet = build_supernet(config.space, num_classes=10, compute=config.compute).to(device)
     algorithm = get_algorithm(config.algorithm)(supernet, config.train, config.algorithm_options)
     settings = settings_record(config, seed, data.fingerprint, key, algorithm)
     run.write_settings(settings)

@@ -190,6 +190,7 @@ def test_settings_and_display_names():
         "bn_mode": "train",
         "finetune_epochs": 0.0,
         "finetune_lr": 0.0025,
+        "candidate_batch": 1,
         "fix_alpha": False,
     }
     assert DartsPT().display_name == "darts-pt"

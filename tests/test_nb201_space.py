@@ -97,9 +97,12 @@ def _random_cells(count, seed):
     ],
 )
 @pytest.mark.parametrize("train_mode", [False, True])
-def test_one_hot_supernet_equals_discrete_network(cell_bn, train_mode):
+@pytest.mark.parametrize("cell_impl", ["reference", "fused"])
+def test_one_hot_supernet_equals_discrete_network(cell_bn, train_mode, cell_impl):
     torch.manual_seed(0)
-    supernet = NB201Supernet(channels=8, cells_per_stage=2, num_classes=10, cell_bn=cell_bn)
+    supernet = NB201Supernet(
+        channels=8, cells_per_stage=2, num_classes=10, cell_bn=cell_bn, cell_impl=cell_impl
+    )
     # Make BN statistics and affine parameters non-trivial so a mismatch would show.
     with torch.no_grad():
         for module in supernet.modules():
@@ -123,7 +126,8 @@ def test_one_hot_supernet_equals_discrete_network(cell_bn, train_mode):
 
 
 def test_one_hot_row_computes_only_its_op(monkeypatch):
-    supernet = NB201Supernet(channels=4, cells_per_stage=1)
+    # Module hooks see the reference cell's per-op calls; the fused cell has its own test.
+    supernet = NB201Supernet(channels=4, cells_per_stage=1, cell_impl="reference")
     calls = {name: 0 for name in OP_NAMES}
     for cell in supernet.cells:
         if not hasattr(cell, "edges"):

@@ -128,6 +128,7 @@ def test_names_settings_and_bad_options():
         "bn_mode": "train",
         "finetune_epochs": 0.0,
         "finetune_lr": 0.0025,
+        "candidate_batch": 1,
     }
     for options, message in (
         ({"edge_order": "backwards"}, "edge_order"),

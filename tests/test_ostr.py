@@ -231,6 +231,7 @@ def test_display_names_and_recorded_settings():
         "bn_mode": "train",
         "finetune_epochs": 0.0,
         "finetune_lr": 0.0025,
+        "candidate_batch": 1,
     }
 
 

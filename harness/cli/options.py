@@ -110,12 +110,14 @@ def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="SECTION.FIELD=VALUE",
         help="override any setting, e.g. --set space.channels=8 --set train.lr=0.05 "
-        "--set algorithm.hessian_radius=0.02; repeatable",
+        "--set algorithm.hessian_radius=0.02; how the supernet computes: compute.cell="
+        "fused|reference, compute.channels_last=true|false, compute.autocast=none|bf16, "
+        "compute.compile=true|false (all part of the run key); repeatable",
     )
 
 
 def experiment_config(args: argparse.Namespace, algorithm: str | None = None) -> ExperimentConfig:
-    overrides: dict[str, dict[str, Any]] = {"space": {}, "data": {}, "train": {}}
+    overrides: dict[str, dict[str, Any]] = {"space": {}, "data": {}, "train": {}, "compute": {}}
     algorithm_options: dict[str, Any] = {}
     if args.epochs is not None:
         overrides["train"]["epochs"] = args.epochs
@@ -128,7 +130,7 @@ def experiment_config(args: argparse.Namespace, algorithm: str | None = None) ->
         if not sep or not dot or section not in (*overrides, "algorithm"):
             raise HarnessError(
                 f"cannot read --set {item!r}: write SECTION.FIELD=VALUE with SECTION one of "
-                "space, data, train, algorithm"
+                "space, data, train, compute, algorithm"
             )
         target = algorithm_options if section == "algorithm" else overrides[section]
         target[field] = parse_literal(raw)

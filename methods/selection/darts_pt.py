@@ -64,7 +64,9 @@ class DartsPT(SelectionMethod):
     def choose(self, supernet: NB201Supernet, context: SelectionContext, cost: SelectionCost):
         o = self.options
         metric = "accuracy" if o.criterion == "accuracy" else "loss"
-        scoring = Scoring(context.data.alpha_eval, o.num_batches, o.bn_mode, cost, metric)
+        scoring = Scoring(
+            context.data.alpha_eval, o.num_batches, o.bn_mode, cost, metric, o.candidate_batch
+        )
         # accuracy: Acc(W) - Acc(W without k); loss: L(W without k) - L(W)
         sign = -1.0 if o.criterion == "accuracy" else 1.0
         score = PerturbationScorer(scoring, remove_op, sign=sign)

@@ -64,7 +64,13 @@ class OppLoss(SelectionMethod):
 
     def choose(self, supernet: NB201Supernet, context: SelectionContext, cost: SelectionCost):
         o = self.options
-        scoring = Scoring(context.data.weight_eval, o.num_batches, o.bn_mode, cost)
+        scoring = Scoring(
+            context.data.weight_eval,
+            o.num_batches,
+            o.bn_mode,
+            cost,
+            candidate_batch=o.candidate_batch,
+        )
         score = PerturbationScorer(scoring, remove_op, sign=1.0)  # L(W without k) - L(W)
         net = working_copy(supernet)
         return decide_edges(

@@ -70,7 +70,9 @@ class OStr(SelectionMethod):
     def choose(self, supernet: NB201Supernet, context: SelectionContext, cost: SelectionCost):
         o = self.options
         batches = context.data.alpha_eval if o.split == "valid" else context.data.weight_eval
-        scoring = Scoring(batches, o.num_batches, o.bn_mode, cost)
+        scoring = Scoring(
+            batches, o.num_batches, o.bn_mode, cost, candidate_batch=o.candidate_batch
+        )
         if o.estimate == "taylor":
             score: EdgeScorer = TaylorScorer(scoring)
         else:

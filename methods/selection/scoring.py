@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from harness.data import Batches
 from methods.selection.base import SelectionCost
 from spaces.nb201 import NB201Supernet
+from spaces.nb201.candidates import candidate_logits
 
 
 @dataclass(frozen=True)
@@ -18,7 +19,7 @@ class Measurement:
     accuracy: float
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def measure(
     supernet: NB201Supernet,
     weights: torch.Tensor,
@@ -65,3 +66,42 @@ def _restore_bn_buffers(supernet: NB201Supernet, saved: dict[str, torch.Tensor])
     buffers = dict(supernet.named_buffers())
     for name, value in saved.items():
         buffers[name].copy_(value)
+
+
+@torch.inference_mode()
+def measure_candidates(
+    supernet: NB201Supernet,
+    matrices: list[torch.Tensor],
+    batches: Batches,
+    num_batches: int | None,
+    cost: SelectionCost,
+    bn_mode: str = "train",
+) -> list[Measurement]:
+    """:func:`measure` for several mixing matrices, evaluated together on every batch.
+
+    Each matrix sees exactly what :func:`measure` would show it (its own batch statistics
+    in train mode); running statistics are not touched. ``cost`` counts one forward pass
+    per matrix and batch, as separate measurements would.
+    """
+    if bn_mode not in ("train", "eval"):
+        raise ValueError(f"bn_mode must be 'train' or 'eval', got {bn_mode!r}")
+    stacked = torch.stack(matrices)
+    was_training = supernet.training
+    supernet.train(bn_mode == "train")
+    losses = torch.zeros(len(matrices), dtype=torch.float64)
+    correct = torch.zeros(len(matrices), dtype=torch.int64)
+    count = 0
+    for index, (x, y) in enumerate(batches.epoch(0)):
+        if num_batches is not None and index >= num_batches:
+            break
+        logits = candidate_logits(supernet, x, stacked)  # K x B x classes
+        for k in range(len(matrices)):
+            losses[k] += F.cross_entropy(logits[k], y, reduction="sum").item()
+            correct[k] += (logits[k].argmax(1) == y).sum().item()
+        count += len(y)
+        cost.forward_passes += len(matrices)
+    supernet.train(was_training)
+    return [
+        Measurement(loss / count, hit / count)
+        for loss, hit in zip(losses.tolist(), correct.tolist(), strict=True)
+    ]

@@ -14,15 +14,33 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spaces.nb201.codec import EDGES, NUM_EDGES, NUM_NODES
+from spaces.nb201.cells import DiscreteCell, MixedEdge, SearchCell
+from spaces.nb201.codec import NUM_EDGES
+from spaces.nb201.fused import FusedSearchCell, op_plan
 from spaces.nb201.ops import (
     BENCHMARK_BN,
     OP_NAMES,
     SEARCH_BN,
     BatchNormSettings,
     ResNetReduction,
-    build_op,
 )
+
+__all__ = [
+    "CELL_IMPLEMENTATIONS",
+    "DiscreteCell",
+    "MixedEdge",
+    "NB201Network",
+    "NB201Supernet",
+    "SearchCell",
+    "discrete_from_supernet",
+    "stage_channels",
+]
+
+# How a search cell computes its mixed edges; both hold the same parameters.
+CELL_IMPLEMENTATIONS: dict[str, type[SearchCell]] = {
+    "fused": FusedSearchCell,  # work grouped by source node (default)
+    "reference": SearchCell,  # op by op, as the benchmark's code
+}
 
 
 def stage_channels(channels: int, cells_per_stage: int) -> list[tuple[int, bool]]:
@@ -33,79 +51,6 @@ def stage_channels(channels: int, cells_per_stage: int) -> list[tuple[int, bool]
             layout.append((width, True))
         layout.extend((width, False) for _ in range(cells_per_stage))
     return layout
-
-
-def _sum_nodes(terms: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
-    if not terms:
-        return torch.zeros_like(like)
-    total = terms[0]
-    for term in terms[1:]:
-        total = total + term
-    return total
-
-
-class DiscreteCell(nn.Module):
-    def __init__(self, channels: int, choices: Sequence[int], bn: BatchNormSettings) -> None:
-        super().__init__()
-        self.choices = tuple(choices)
-        self.edges = nn.ModuleList(build_op(OP_NAMES[k], channels, bn) for k in self.choices)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        nodes = [x]
-        for j in range(1, NUM_NODES):
-            terms = [
-                self.edges[e](nodes[i])
-                for e, (i, target) in enumerate(EDGES)
-                if target == j and OP_NAMES[self.choices[e]] != "none"
-            ]
-            nodes.append(_sum_nodes(terms, x))
-        return nodes[-1]
-
-
-class MixedEdge(nn.Module):
-    """All candidate ops of one edge, mixed by an explicit row of weights.
-
-    Ops whose weight is exactly zero are not computed (so a one-hot row costs one op);
-    ``none`` never is, since it contributes zeros whatever its weight. The gradient
-    with respect to an exactly-zero weight is therefore reported as zero.
-    """
-
-    def __init__(self, channels: int, bn: BatchNormSettings) -> None:
-        super().__init__()
-        self.ops = nn.ModuleList(build_op(name, channels, bn) for name in OP_NAMES)
-
-    def forward(self, x: torch.Tensor, row: torch.Tensor) -> torch.Tensor | None:
-        values = row.detach().tolist()
-        terms = []
-        for k, (op, value) in enumerate(zip(self.ops, values, strict=True)):
-            if value == 0.0 or OP_NAMES[k] == "none":
-                continue
-            out = op(x)
-            if value != 1.0 or row.requires_grad:
-                out = row[k] * out
-            terms.append(out)
-        if not terms:
-            return None
-        return _sum_nodes(terms, x)
-
-
-class SearchCell(nn.Module):
-    def __init__(self, channels: int, bn: BatchNormSettings) -> None:
-        super().__init__()
-        self.edges = nn.ModuleList(MixedEdge(channels, bn) for _ in range(NUM_EDGES))
-
-    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        nodes = [x]
-        for j in range(1, NUM_NODES):
-            terms = []
-            for e, (i, target) in enumerate(EDGES):
-                if target != j:
-                    continue
-                out = self.edges[e](nodes[i], weights[e])
-                if out is not None:
-                    terms.append(out)
-            nodes.append(_sum_nodes(terms, x))
-        return nodes[-1]
 
 
 class _MacroNetwork(nn.Module):
@@ -178,6 +123,12 @@ class NB201Supernet(_MacroNetwork):
     (edges, ops) shared by all cells, or (cells, edges, ops) with one matrix per
     searched cell (Lambda-DARTS). ``weights=None`` means :meth:`mixing_weights`.
     Ops outside ``active_ops`` (a boolean buffer, used by OPP-DARTS) get weight zero.
+
+    How it computes (the parameters and ``state_dict`` are the same for every choice):
+    ``cell_impl`` picks the cell (:data:`CELL_IMPLEMENTATIONS`); ``channels_last`` runs
+    feature maps in channels-last memory format; ``autocast="bf16"`` runs the forward under
+    bfloat16 autocast (logits come back as float32); ``compile_cells`` runs the forward
+    through ``torch.compile`` (fused cells only).
     """
 
     def __init__(
@@ -187,11 +138,29 @@ class NB201Supernet(_MacroNetwork):
         num_classes: int = 10,
         cell_bn: BatchNormSettings = SEARCH_BN,
         alpha_init_scale: float = 1e-3,
+        cell_impl: str = "fused",
+        channels_last: bool = False,
+        autocast: str | None = None,
+        compile_cells: bool = False,
     ) -> None:
+        if cell_impl not in CELL_IMPLEMENTATIONS:
+            raise ValueError(
+                f"unknown cell implementation {cell_impl!r}; "
+                f"use one of {', '.join(CELL_IMPLEMENTATIONS)}"
+            )
+        if autocast not in (None, "bf16"):
+            raise ValueError(f"autocast must be None or 'bf16', got {autocast!r}")
+        if compile_cells and cell_impl != "fused":
+            raise ValueError("compile_cells needs the fused cell implementation")
+        cell_class = CELL_IMPLEMENTATIONS[cell_impl]
         super().__init__(
-            channels, cells_per_stage, num_classes, lambda width: SearchCell(width, cell_bn)
+            channels, cells_per_stage, num_classes, lambda width: cell_class(width, cell_bn)
         )
         self.cell_bn = cell_bn
+        self.cell_impl = cell_impl
+        self.channels_last = channels_last
+        self.autocast = autocast
+        self.compile_cells = compile_cells
         self.alphas = nn.Parameter(alpha_init_scale * torch.randn(NUM_EDGES, len(OP_NAMES)))
         self.register_buffer("active_ops", torch.ones(NUM_EDGES, len(OP_NAMES), dtype=torch.bool))
 
@@ -218,15 +187,44 @@ class NB201Supernet(_MacroNetwork):
             raise ValueError(
                 f"per-cell weights need {self.num_search_cells} matrices, got {weights.shape[0]}"
             )
-        x = self.stem(x)
-        cell_index = 0
-        for block in self.cells:
-            if isinstance(block, SearchCell):
-                x = block(x, weights[cell_index] if per_cell else weights)
-                cell_index += 1
+        plans = None
+        if self.cell_impl == "fused":
+            # Which ops run, decided once per forward as plain tuples.
+            plans = tuple(op_plan(m) for m in (weights if per_cell else [weights]))
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        forward = compiled_forward() if self.compile_cells else _supernet_forward
+        if self.autocast is None:
+            return forward(self, x, weights, plans)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            return forward(self, x, weights, plans).float()
+
+
+def _supernet_forward(net: NB201Supernet, x, weights, plans) -> torch.Tensor:
+    per_cell = weights.dim() == 3
+    x = net.stem(x)
+    cell_index = 0
+    for block in net.cells:
+        if isinstance(block, SearchCell):
+            cell_weights = weights[cell_index] if per_cell else weights
+            if plans is None:
+                x = block(x, cell_weights)
             else:
-                x = block(x)
-        return self._head(x)
+                x = block(x, cell_weights, plans[cell_index if per_cell else 0])
+            cell_index += 1
+        else:
+            x = block(x)
+    return net._head(x)
+
+
+_COMPILED: list = []
+
+
+def compiled_forward():
+    """``torch.compile`` of the supernet forward, made on first use (one per process)."""
+    if not _COMPILED:
+        _COMPILED.append(torch.compile(_supernet_forward))
+    return _COMPILED[0]
 
 
 def discrete_from_supernet(supernet: NB201Supernet, choices: Sequence[int]) -> NB201Network:

@@ -1,0 +1,95 @@
+"""How the supernet computes is a recorded setting: in the run key, checked at the boundary."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.checkpoints import load_supernet
+from harness.cli import main
+from harness.config import (
+    FORMAT_1_COMPUTE,
+    STORE_FORMAT_VERSION,
+    ComputeSettings,
+    ExperimentConfig,
+    run_key,
+)
+from harness.presets import build_config
+from harness.store import load_checkpoint_file
+from harness.training import train_supernet
+
+
+def test_defaults_are_the_fused_cell_in_channels_last_and_in_the_key():
+    config = build_config("smoke")
+    assert config.compute == ComputeSettings(cell="fused", channels_last=True)
+    keys = {
+        run_key(build_config("smoke", {"compute": change}), 0, "data")
+        for change in ({}, {"cell": "reference"}, {"channels_last": False}, {"autocast": "bf16"})
+    }
+    assert len(keys) == 4
+    assert STORE_FORMAT_VERSION == 2
+
+
+def test_configs_written_before_the_compute_section_read_as_the_reference_cell():
+    raw = build_config("smoke").to_dict()
+    del raw["compute"]
+    old = ExperimentConfig.from_dict(raw)
+    assert old.compute == FORMAT_1_COMPUTE == ComputeSettings(cell="reference", channels_last=False)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"cell": "fast"}, "unknown compute.cell 'fast'"),
+        ({"autocast": "fp16"}, "unknown compute.autocast 'fp16'"),
+        ({"channels_last": "yes"}, "compute.channels_last must be true or false"),
+    ],
+)
+def test_bad_compute_settings_are_one_sentence(override, message):
+    from harness.errors import HarnessError
+
+    with pytest.raises(HarnessError, match=message):
+        build_config("smoke", {"compute": override})
+
+
+def test_cli_rejects_a_bad_compute_setting_before_any_work(tmp_path, capsys):
+    results = tmp_path / "results"
+    code = main(
+        ["train", "--preset", "smoke", "--seeds", "0", "--results", str(results),
+         "--set", "compute.cell=fast"]
+    )  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "unknown compute.cell 'fast'" in err and "Traceback" not in err
+    assert not results.exists()
+
+
+def test_checkpoint_rebuilds_the_supernet_it_was_trained_with(tmp_path, tiny_arrays):
+    config = build_config("smoke", {"train": {"epochs": 1}, "compute": {"cell": "reference"}})
+    outcome = train_supernet(config, 0, tmp_path, tiny_arrays, progress=False)
+    (checkpoint,) = (tmp_path / "runs" / outcome.run_key / "checkpoints").glob("*.pt")
+    loaded = load_supernet(checkpoint)
+    assert loaded.supernet.cell_impl == "reference" and loaded.supernet.channels_last
+    # A format-1 checkpoint (no compute section) loads with the cell that made it.
+    state = load_checkpoint_file(checkpoint)
+    del state["settings"]["config"]["compute"]
+    old = tmp_path / "old.pt"
+    torch.save(state, old)
+    rebuilt = load_supernet(old).supernet
+    assert rebuilt.cell_impl == "reference" and not rebuilt.channels_last
+
+
+def test_fused_and_reference_training_agree_to_float_tolerance(tmp_path, tiny_arrays):
+    states = {}
+    for cell in ("reference", "fused"):
+        config = build_config(
+            "smoke",
+            {"train": {"epochs": 1}, "compute": {"cell": cell, "channels_last": False}},
+        )
+        outcome = train_supernet(config, 0, tmp_path / cell, tiny_arrays, progress=False)
+        (checkpoint,) = (tmp_path / cell / "runs" / outcome.run_key / "checkpoints").glob("*.pt")
+        states[cell] = load_checkpoint_file(checkpoint)["model"]
+    assert states["fused"].keys() == states["reference"].keys()
+    for name, value in states["reference"].items():
+        torch.testing.assert_close(states["fused"][name], value, rtol=1e-3, atol=1e-4, msg=name)
+
