@@ -1,7 +1,7 @@
 """Named sets of settings. A preset is data: overrides applied to the defaults.
 
 ``paper`` is the NAS-Bench-201 reference protocol of the DARTS-PT code; ``proxy`` is
-sized for about 10 s per supernet epoch on 2 CPU cores; ``smoke`` takes seconds.
+sized for a few seconds per supernet epoch on 2 CPU cores; ``smoke`` takes seconds.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ SELECTION_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
 
 PRESET_DESCRIPTIONS = {
     "paper": "NAS-Bench-201 reference protocol (C=16, N=5, 32x32, 25k/25k, 100 epochs); GPU",
-    "proxy": "CPU-sized (C=8, N=1, 16x16, 3000/3000 images, 20 epochs); ~7 s an epoch on 2 cores",
+    "proxy": "CPU-sized (C=8, N=1, 16x16, 3000/3000 images, 20 epochs); ~4.5 s an epoch on 2 cores",
     "smoke": "tiny everything, for tests and CI; seconds",
 }
 
