@@ -4,7 +4,9 @@
 fidelity. ``selections.parquet``: one row per seed x epoch x method, with the method's
 scores, the checkpoint's alphas and the ground-truth importance of every op on every
 edge around the selected cell (for rank correlations). ``runs.parquet``: one row per
-supernet run. They are rebuilt from the store's files, so they never disagree with it.
+supernet run. ``mixing_weights.parquet``: one row per run x epoch x edge x op with the
+softmax weight its ``metrics.csv`` recorded. They are rebuilt from the store's files, so
+they never disagree with it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import io
 import json
 import logging
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +30,8 @@ from spaces.nb201 import NUM_EDGES, NUM_OPS, OP_NAMES, PARAMETER_FREE_OPS, decod
 
 log = logging.getLogger(__name__)
 
-TABLES = ("records", "selections", "runs")
+TABLES = ("records", "selections", "runs", "mixing_weights")
+WEIGHT_COLUMN = re.compile(r"^w\[(?P<edge>[^\]]+)\]\[(?P<op>[^\]]+)\]$")
 
 
 def write_tables(results_dir: Path, truth: GroundTruth) -> dict[str, pd.DataFrame]:
@@ -40,13 +44,16 @@ def write_tables(results_dir: Path, truth: GroundTruth) -> dict[str, pd.DataFram
 
 
 def collect_tables(results_dir: Path, truth: GroundTruth) -> dict[str, pd.DataFrame]:
-    runs, selections, records = [], [], []
+    runs, selections, records, mixing = [], [], [], []
     alpha_cache: dict[Path, list] = {}
     for settings_path in sorted((results_dir / "runs").glob("*/settings.json")):
         run_dir = settings_path.parent
         settings = json.loads(settings_path.read_text())
         identity = _run_identity(settings)
-        runs.append({**identity, **_run_summary(run_dir, settings)})
+        metrics_path = run_dir / "metrics.csv"
+        metrics = pd.read_csv(metrics_path) if metrics_path.exists() else pd.DataFrame()
+        runs.append({**identity, **_run_summary(metrics, settings)})
+        mixing.append(_mixing_weights(identity, metrics))
         for path in sorted(run_dir.glob("selections/epoch_*/*.json")):
             raw = json.loads(path.read_text())
             selection = raw["selection"]
@@ -79,6 +86,9 @@ def collect_tables(results_dir: Path, truth: GroundTruth) -> dict[str, pd.DataFr
         "records": _frame(records, _RECORD_COLUMNS),
         "selections": _frame(selections, _SELECTION_COLUMNS),
         "runs": _frame(runs, _RUN_COLUMNS),
+        "mixing_weights": (
+            pd.concat(mixing, ignore_index=True) if mixing else _frame([], _MIXING_COLUMNS)
+        ),
     }
 
 
@@ -98,6 +108,7 @@ _RECORD_COLUMNS = (
 )
 _SELECTION_COLUMNS = (*_ROW, "scores", "alphas", "gt_importance", "edge_order", *_COSTS)
 _RUN_COLUMNS = (*_IDENTITY[:-1], "epochs", "train_seconds", "final_valid_acc", "settings")
+_MIXING_COLUMNS = (*_IDENTITY, "epoch", "edge", "op", "weight")
 
 
 def _frame(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> pd.DataFrame:
@@ -116,9 +127,21 @@ def _run_identity(settings: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _run_summary(run_dir: Path, settings: dict[str, Any]) -> dict[str, Any]:
-    metrics_path = run_dir / "metrics.csv"
-    metrics = pd.read_csv(metrics_path) if metrics_path.exists() else pd.DataFrame()
+def _mixing_weights(identity: dict[str, Any], metrics: pd.DataFrame) -> pd.DataFrame:
+    """The softmax weights ``metrics.csv`` recorded after every epoch, one row per value."""
+    columns = {c: WEIGHT_COLUMN.match(c) for c in metrics.columns}
+    columns = {c: m for c, m in columns.items() if m}
+    if not columns or metrics.empty:
+        return _frame([], _MIXING_COLUMNS)
+    long = metrics.melt(id_vars=["epoch"], value_vars=list(columns), value_name="weight")
+    long["edge"] = long["variable"].map(lambda c: columns[c]["edge"])
+    long["op"] = long["variable"].map(lambda c: columns[c]["op"])
+    for name, value in identity.items():
+        long[name] = value
+    return long[list(_MIXING_COLUMNS)]
+
+
+def _run_summary(metrics: pd.DataFrame, settings: dict[str, Any]) -> dict[str, Any]:
     return {
         "epochs": int(metrics["epoch"].max()) if len(metrics) else 0,
         "train_seconds": float(metrics["seconds"].sum()) if len(metrics) else math.nan,

@@ -10,6 +10,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from batch_norm_state import randomise_batch_norm
 
 from spaces.nb201 import OP_NAMES, BatchNormSettings, NB201Supernet
 from spaces.nb201.candidates import candidate_logits
@@ -31,14 +32,7 @@ def _pair(cell_bn, channels_last=False, cells_per_stage=1, seed=0):
     )
     with torch.no_grad():
         reference.alphas.normal_()
-        for module in reference.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                if module.affine:
-                    module.weight.uniform_(0.5, 1.5)
-                    module.bias.uniform_(-0.2, 0.2)
-                if module.track_running_stats:
-                    module.running_mean.uniform_(-0.1, 0.1)
-                    module.running_var.uniform_(0.5, 1.5)
+    randomise_batch_norm(reference)
     fused = NB201Supernet(
         channels=4,
         cells_per_stage=cells_per_stage,

@@ -4,6 +4,7 @@ import random
 
 import pytest
 import torch
+from batch_norm_state import randomise_batch_norm
 
 from spaces.nb201 import (
     NUM_CELLS,
@@ -103,16 +104,7 @@ def test_one_hot_supernet_equals_discrete_network(cell_bn, train_mode, cell_impl
     supernet = NB201Supernet(
         channels=8, cells_per_stage=2, num_classes=10, cell_bn=cell_bn, cell_impl=cell_impl
     )
-    # Make BN statistics and affine parameters non-trivial so a mismatch would show.
-    with torch.no_grad():
-        for module in supernet.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                if module.affine:
-                    module.weight.uniform_(0.5, 1.5)
-                    module.bias.uniform_(-0.2, 0.2)
-                if module.track_running_stats:
-                    module.running_mean.uniform_(-0.1, 0.1)
-                    module.running_var.uniform_(0.5, 1.5)
+    randomise_batch_norm(supernet)
     x = torch.randn(6, 3, 16, 16)
     for choices in _random_cells(5, seed=1):
         one_hot = torch.nn.functional.one_hot(torch.tensor(choices), len(OP_NAMES)).float()

@@ -1,11 +1,12 @@
 """``harness report``: figures, tables and an HTML page from the tables of ``harness run``.
 
-Reads ``records.parquet``, ``selections.parquet`` and ``runs.parquet`` of a results
-directory and writes, under the output directory::
+Reads ``records.parquet``, ``selections.parquet``, ``runs.parquet`` and
+``mixing_weights.parquet`` of a results directory and writes, under the output directory::
 
     figures/degeneration.{png,pdf}      selected cell's test accuracy vs supernet epoch
     figures/collapse.{png,pdf}          parameter-free / skip_connect ops vs epoch
     figures/rank_correlation.{png,pdf}  Kendall tau / Spearman rho of scores vs ground truth
+    figures/alphas.{png,pdf}            softmax(alpha) of every op on every edge vs epoch
     tables/paper_table.{md,tex}         final-epoch accuracy, costs, published numbers, p-values
     tables/rank_correlations.md         tau / rho per method at the final epoch
     index.html                          everything above on one offline page
@@ -114,6 +115,16 @@ def build_report(
         "Number of parameter-free ops (none, skip_connect, avg_pool_3x3) and of skip_connect "
         "in the selected cell; a rising count is the DARTS collapse.",
     ))  # fmt: skip
+
+    if not tables.mixing.empty:
+        alphas = curves.write_alpha_figure(tables.mixing, figures_dir)
+        figure_files += alphas
+        figure_entries.append(_figure(
+            "Alpha trajectories", alphas,
+            "softmax(alpha) of every op on every edge after each supernet epoch, as each "
+            "run's metrics.csv recorded it (mean over seeds, ±1 std): skip_connect taking "
+            "over is the DARTS collapse.",
+        ))  # fmt: skip
 
     per_row = row_correlations(tables.selections)
     by_epoch = correlations_by_epoch(per_row)

@@ -1,8 +1,9 @@
-"""Figures: degeneration curves, the collapse signature, and rank correlation vs epoch.
+"""Figures: degeneration curves, the collapse signature, rank correlation and alphas vs epoch.
 
 Every figure has one row of panels per supernet algorithm; lines are the mean over
-seeds with a ±1 std band (sample std, drawn only where there are two or more seeds).
-Each is saved as PNG (for the HTML page) and PDF (for papers).
+seeds with a ±1 std band (sample std, drawn only where there are two or more seeds);
+the degeneration curves also draw every seed as a thin line. Each is saved as PNG (for
+the HTML page) and PDF (for papers).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from harness.report.tables import (  # noqa: E402
     ordered_datasets,
 )
 from harness.store import atomic_write_bytes  # noqa: E402
+from spaces.nb201 import EDGE_NAMES, OP_NAMES  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,15 @@ def _draw_lines(ax: Axes, stats: pd.DataFrame, colors: dict[str, tuple[float, ..
                 band["epoch"], band["mean"] - band["std"], band["mean"] + band["std"],
                 color=colors[method], alpha=0.18, linewidth=0,
             )  # fmt: skip
+
+
+def _draw_seed_lines(
+    ax: Axes, frame: pd.DataFrame, value: str, colors: dict[str, tuple[float, ...]]
+) -> None:
+    """One thin unlabelled line per method and seed: with few seeds a band hides too much."""
+    for (method, _seed), line in frame.dropna(subset=[value]).groupby(["method", "seed"]):
+        line = line.sort_values("epoch")
+        ax.plot(line["epoch"], line[value], color=colors[method], alpha=0.35, linewidth=0.8)
 
 
 def _grid(rows: list[str], columns: list[str]) -> tuple[Figure, list[list[Axes]]]:
@@ -148,6 +159,7 @@ def write_degeneration_figure(
                 ax = axes[i][j]
                 panel = rows[(rows["algorithm"] == algorithm) & (rows["dataset"] == dataset)]
                 methods = panel[~panel["upper_bound"].astype(bool)]
+                _draw_seed_lines(ax, methods, "accuracy", colors)
                 _draw_lines(ax, mean_std_by_epoch(methods, "accuracy"), colors)
                 oracle = panel[panel["upper_bound"].astype(bool)]
                 _oracle_line(ax, oracle["accuracy"], "oracle (upper bound)")
@@ -208,3 +220,43 @@ def write_correlation_figure(
         return fig
 
     return _render(draw, figures_dir, "rank_correlation")
+
+
+def write_alpha_figure(mixing: pd.DataFrame, figures_dir: Path) -> list[Path]:
+    """Softmax weight of every op on every edge vs supernet epoch (mean over seeds, ±1 std).
+
+    ``mixing`` is the ``mixing_weights`` table: what each run's ``metrics.csv`` recorded.
+    """
+    algorithms = sorted(mixing["algorithm"].unique())
+    present = set(mixing["edge"])
+    edges = [edge for edge in EDGE_NAMES if edge in present]
+    cmap = plt.get_cmap("tab10")
+    op_colors = {op: cmap(i) for i, op in enumerate(OP_NAMES)}
+
+    per_row = 3  # six edges as two rows of three panels per algorithm
+
+    def draw() -> Figure:
+        rows = [f"{a}/{r}" for a in algorithms for r in range(-(-len(edges) // per_row))]
+        fig, axes = _grid(rows, [str(c) for c in range(min(per_row, len(edges)))])
+        for i, algorithm in enumerate(algorithms):
+            mine = mixing[mixing["algorithm"] == algorithm]
+            for j, edge in enumerate(edges):
+                ax = axes[i * len(rows) // len(algorithms) + j // per_row][j % per_row]
+                stats = (
+                    mine[mine["edge"] == edge]
+                    .groupby(["op", "epoch"], as_index=False)["weight"]
+                    .agg(mean="mean", std="std", n="count")
+                )
+                for op in [o for o in OP_NAMES if o in set(stats["op"])]:
+                    line = stats[stats["op"] == op].sort_values("epoch")
+                    ax.plot(line["epoch"], line["mean"], label=op, color=op_colors[op])
+                    band = line[line["n"] > 1]
+                    ax.fill_between(
+                        band["epoch"], band["mean"] - band["std"], band["mean"] + band["std"],
+                        color=op_colors[op], alpha=0.18, linewidth=0,
+                    )  # fmt: skip
+                ax.set_title(_title(algorithm, f"edge {edge}", len(algorithms) > 1))
+        _finish(fig, axes, "supernet epoch", "softmax(alpha)")
+        return fig
+
+    return _render(draw, figures_dir, "alphas")

@@ -1,15 +1,16 @@
 """Read the three result tables of ``harness run`` and narrow them to one config per algorithm.
 
-The report reads only ``records.parquet``, ``selections.parquet`` and ``runs.parquet``;
-it never opens checkpoints or the ground-truth file, so a results directory copied off
-a cluster is enough to rebuild every figure and table.
+The report reads only ``records.parquet``, ``selections.parquet``, ``runs.parquet`` and
+(when present) ``mixing_weights.parquet``; it never opens checkpoints or the ground-truth
+file, so a results directory copied off a cluster is enough to rebuild every figure and
+table.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,9 @@ log = logging.getLogger(__name__)
 RECORDS_FILE = "records.parquet"
 SELECTIONS_FILE = "selections.parquet"
 RUNS_FILE = "runs.parquet"
+MIXING_FILE = "mixing_weights.parquet"  # optional: results written before it existed lack it
+MIXING_COLUMNS = ("config_key", "preset", "algorithm", "run_key", "seed", "epoch", "edge", "op",
+                  "weight")  # fmt: skip
 
 IDENTITY_COLUMNS = (
     "config_key", "preset", "algorithm", "run_key", "seed", "epoch", "final_epoch",
@@ -42,6 +46,7 @@ class ResultTables:
     records: pd.DataFrame
     selections: pd.DataFrame
     runs: pd.DataFrame
+    mixing: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=MIXING_COLUMNS))
 
     @property
     def algorithms(self) -> list[str]:
@@ -59,21 +64,16 @@ def load_results(results_dir: Path) -> ResultTables:
         path = results_dir / name
         if not path.is_file():
             raise HarnessError(f"no results in {results_dir}: run `harness run` first")
-        try:
-            frame = pd.read_parquet(path)
-        except Exception as error:  # pyarrow raises several types for damaged files
-            raise HarnessError(
-                f"{path} is not a readable Parquet table ({type(error).__name__}); "
-                "re-run `harness run` to rewrite it"
-            ) from None
-        missing = [c for c in columns if c not in frame.columns]
-        if missing:
-            raise HarnessError(
-                f"{path} lacks the column(s) {', '.join(missing)}; it was written by another "
-                "version of the harness: re-run `harness run`"
-            )
-        frames[name] = frame
-    tables = ResultTables(frames[RECORDS_FILE], frames[SELECTIONS_FILE], frames[RUNS_FILE])
+        frames[name] = _read_table(path, columns)
+    mixing_path = results_dir / MIXING_FILE
+    if mixing_path.is_file():
+        mixing = _read_table(mixing_path, MIXING_COLUMNS)
+    else:
+        log.info("%s is absent (older results): no alpha-trajectory figure", mixing_path)
+        mixing = pd.DataFrame(columns=MIXING_COLUMNS)
+    tables = ResultTables(
+        frames[RECORDS_FILE], frames[SELECTIONS_FILE], frames[RUNS_FILE], mixing
+    )
     if tables.records.empty:
         raise HarnessError(f"no results in {results_dir}: run `harness run` first")
     log.info(
@@ -84,6 +84,23 @@ def load_results(results_dir: Path) -> ResultTables:
         results_dir,
     )
     return tables
+
+
+def _read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as error:  # pyarrow raises several types for damaged files
+        raise HarnessError(
+            f"{path} is not a readable Parquet table ({type(error).__name__}); "
+            "re-run `harness run` to rewrite it"
+        ) from None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise HarnessError(
+            f"{path} lacks the column(s) {', '.join(missing)}; it was written by another "
+            "version of the harness: re-run `harness run`"
+        )
+    return frame
 
 
 def select_results(
@@ -122,6 +139,7 @@ def select_results(
         records=kept.reset_index(drop=True),
         selections=_rows_of(tables.selections, keys, preset),
         runs=_rows_of(tables.runs, keys, preset),
+        mixing=_rows_of(tables.mixing, keys, preset),
     )
 
 

@@ -15,7 +15,7 @@ from spaces.nb201.codec import EDGES, NUM_EDGES, NUM_NODES
 from spaces.nb201.ops import OP_NAMES, BatchNormSettings, build_op
 
 
-def _sum_nodes(terms: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+def sum_nodes(terms: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
     if not terms:
         return torch.zeros_like(like)
     total = terms[0]
@@ -38,7 +38,7 @@ class DiscreteCell(nn.Module):
                 for e, (i, target) in enumerate(EDGES)
                 if target == j and OP_NAMES[self.choices[e]] != "none"
             ]
-            nodes.append(_sum_nodes(terms, x))
+            nodes.append(sum_nodes(terms, x))
         return nodes[-1]
 
 
@@ -66,7 +66,7 @@ class MixedEdge(nn.Module):
             terms.append(out)
         if not terms:
             return None
-        return _sum_nodes(terms, x)
+        return sum_nodes(terms, x)
 
 
 class SearchCell(nn.Module):
@@ -84,5 +84,5 @@ class SearchCell(nn.Module):
                 out = self.edges[e](nodes[i], weights[e])
                 if out is not None:
                     terms.append(out)
-            nodes.append(_sum_nodes(terms, x))
+            nodes.append(sum_nodes(terms, x))
         return nodes[-1]

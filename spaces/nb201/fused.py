@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spaces.nb201.cells import SearchCell
+from spaces.nb201.cells import SearchCell, sum_nodes
 from spaces.nb201.codec import EDGES, NUM_NODES
 from spaces.nb201.ops import OP_NAMES
 
@@ -240,7 +240,7 @@ class FusedSearchCell(SearchCell):
         nodes = [x]
         for source, outgoing in enumerate(OUTGOING):
             if source > 0:
-                nodes.append(_sum(pending[source], x))
+                nodes.append(sum_nodes(pending[source], x))
             node = nodes[source]
             for e, target in outgoing:
                 if plan[e][SKIP]:
@@ -266,13 +266,4 @@ class FusedSearchCell(SearchCell):
                 blocks = out.split(self.channels, dim=1)
                 for (_, target), block in zip(conv_edges, blocks, strict=True):
                     pending[target].append(block)
-        return _sum(pending[NUM_NODES - 1], x)
-
-
-def _sum(terms: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
-    if not terms:
-        return torch.zeros_like(like)
-    total = terms[0]
-    for term in terms[1:]:
-        total = total + term
-    return total
+        return sum_nodes(pending[NUM_NODES - 1], x)
