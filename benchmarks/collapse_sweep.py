@@ -3,9 +3,11 @@
 Trains supernets (through the harness's own store, so a repeated sweep trains nothing)
 for each candidate setting and seed, and reads only supernet-side quantities from each
 run's ``metrics.csv``: magnitude's (argmax-alpha) cell per epoch, its parameter-free ops
-(none, skip_connect, avg_pool_3x3), skip_connect's softmax weight, validation accuracy and
-seconds per epoch. No selection method is run: a preset chosen by how darts-pt or ostr
-fare on it would make the benchmark worthless.
+(none, skip_connect, avg_pool_3x3) and NAS-Bench-201 accuracy, skip_connect's softmax
+weight, validation accuracy and seconds per epoch. "Collapsed" means magnitude's cell has
+at least four parameter-free ops; the table gives the epoch from which it stays so. No
+selection method is run: a preset chosen by how darts-pt or ostr fare on it would make
+the benchmark worthless.
 
     python benchmarks/collapse_sweep.py --seeds 0-4 --jobs 2 --results sweep-results \\
         --settings n2-e30,n3-e24,n5-e16 [--csv sweep.csv]
@@ -29,6 +31,7 @@ from joblib import Parallel, delayed
 
 from harness.cli.options import parse_seeds
 from harness.config import parse_literal
+from harness.ground_truth import load_ground_truth
 from harness.locations import resolve_data_location
 from harness.presets import build_config
 from harness.training import train_supernet
@@ -74,21 +77,27 @@ def parameter_free(arch: str) -> int:
     return sum(OP_NAMES[k] in PARAMETER_FREE_OPS for k in decode(arch))
 
 
-def summarise(name: str, seed: int, metrics: pd.DataFrame) -> dict:
+def summarise(name: str, seed: int, metrics: pd.DataFrame, truth) -> dict:
     counts = metrics["argmax_arch"].map(parameter_free)
+    # Magnitude's cell (argmax alpha) is the supernet's own read-out, so its ground-truth
+    # accuracy is a supernet-side quantity: the degeneration the preset must show.
+    accuracy = metrics["argmax_arch"].map(lambda arch: truth.accuracy(arch))
     skip = [f"w[{edge}][skip_connect]" for edge in EDGE_NAMES]
-    collapsed = metrics.loc[counts >= COLLAPSED, "epoch"]
-    first_collapsed = int(collapsed.iloc[0]) if len(collapsed) else None
+    # From which epoch on the cell stays collapsed (early argmaxes are read off noise).
+    stays = (counts >= COLLAPSED)[::-1].cummin()[::-1]
+    first_collapsed = int(metrics.loc[stays, "epoch"].iloc[0]) if stays.any() else None
     final = metrics.iloc[-1]
     return {
         "setting": name,
         "seed": seed,
         "epochs": int(final["epoch"]),
-        f"first epoch >= {COLLAPSED} param-free": first_collapsed,
+        f">= {COLLAPSED} param-free from epoch": first_collapsed,
         "param-free at end": int(counts.iloc[-1]),
         "skip at end": sum(OP_NAMES[k] == "skip_connect" for k in decode(final["argmax_arch"])),
         "mean skip weight at end": float(final[skip].mean()),
         "valid acc at end": float(final["valid_acc"]),
+        "argmax C10 best": float(accuracy.max()),
+        "argmax C10 at end": float(accuracy.iloc[-1]),
         "s/epoch": float(metrics["seconds"].mean()),
         "cell at end": final["argmax_arch"],
     }
@@ -101,12 +110,14 @@ def main() -> None:
     parser.add_argument("--results", default="sweep-results")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--data", help="CIFAR-10 image folder (default: as harness train)")
+    parser.add_argument("--ground-truth", help="NAS-Bench-201 table (default: as harness run)")
     parser.add_argument("--csv", help="also write the per-seed table here")
     args = parser.parse_args()
     settings = [parse_setting(s) for s in args.settings.split(",")]
     seeds = parse_seeds(args.seeds)
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     location = resolve_data_location(args.data)
+    truth = load_ground_truth(args.ground_truth)
     results = Path(args.results)
     configs = {name: build_config("proxy", overrides) for name, overrides in settings}
     print(
@@ -120,7 +131,7 @@ def main() -> None:
         delayed(train_one)(configs[name], seed, results, location, threads) for name, seed in jobs
     )
     rows = [
-        summarise(name, seed, pd.read_csv(results / "runs" / key / "metrics.csv"))
+        summarise(name, seed, pd.read_csv(results / "runs" / key / "metrics.csv"), truth)
         for (name, seed), key in zip(jobs, keys, strict=True)
     ]
     table = pd.DataFrame(rows)
@@ -131,6 +142,8 @@ def main() -> None:
         collapsed=("param-free at end", lambda s: int((s >= COLLAPSED).sum())),
         param_free_mean=("param-free at end", "mean"),
         skip_mean=("skip at end", "mean"),
+        c10_best=("argmax C10 best", "mean"),
+        c10_end=("argmax C10 at end", "mean"),
         s_per_epoch=("s/epoch", "mean"),
     )
     print(by_setting.to_string())
