@@ -10,9 +10,9 @@ selection method is run: a preset chosen by how darts-pt or ostr fare on it woul
 the benchmark worthless.
 
     python benchmarks/collapse_sweep.py --seeds 0-4 --jobs 2 --results sweep-results \\
-        --settings n2-e30,n3-e24,n5-e16 [--csv sweep.csv]
+        --settings base,n2-e30,n3-e24,n5-e16 [--csv sweep.csv]
 
-Each setting is a named set of overrides of the ``proxy`` preset (see SETTINGS), or
+Each setting is a named set of overrides of BASE (see SETTINGS), or
 ``name:section.field=value;...`` for one of your own. Seconds per epoch are only
 comparable between settings measured on an otherwise quiet machine with the same
 ``--jobs`` and threads.
@@ -38,9 +38,16 @@ from harness.training import train_supernet
 from spaces.nb201 import EDGE_NAMES, PARAMETER_FREE_OPS, decode
 from spaces.nb201.ops import OP_NAMES
 
-# Candidate settings: overrides of the proxy preset. Levers: depth (N), steps, alpha lr.
+# The base every setting overrides: the proxy preset as it was when this sweep was first
+# run (spelled out, so that redefining the preset does not change what a name means).
+BASE: dict[str, dict] = {
+    "space": {"channels": 8, "cells_per_stage": 1},
+    "data": {"resolution": 16, "images_per_split": 3000},
+    "train": {"epochs": 20, "batch_size": 64, "checkpoint_every": 5},
+}
+# Candidate settings: overrides of BASE. Levers: depth (N) and steps.
 SETTINGS: dict[str, dict[str, dict]] = {
-    "proxy": {},
+    "base": {},
     "n2-e30": {"space": {"cells_per_stage": 2}, "train": {"epochs": 30}},
     "n3-e24": {"space": {"cells_per_stage": 3}, "train": {"epochs": 24}},
     "n5-e16": {"space": {"cells_per_stage": 5}, "train": {"epochs": 16}},
@@ -105,7 +112,7 @@ def summarise(name: str, seed: int, metrics: pd.DataFrame, truth) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--settings", default="proxy,n2-e30,n3-e24,n5-e16")
+    parser.add_argument("--settings", default="base,n2-e30,n3-e24,n5-e16")
     parser.add_argument("--seeds", default="0-4")
     parser.add_argument("--results", default="sweep-results")
     parser.add_argument("--jobs", type=int, default=1)
@@ -119,13 +126,17 @@ def main() -> None:
     location = resolve_data_location(args.data)
     truth = load_ground_truth(args.ground_truth)
     results = Path(args.results)
-    configs = {name: build_config("proxy", overrides) for name, overrides in settings}
+    configs = {
+        name: build_config("proxy", {k: {**BASE.get(k, {}), **overrides.get(k, {})}
+                                     for k in {*BASE, *overrides}})
+        for name, overrides in settings
+    }  # fmt: skip
     print(
         f"torch={torch.__version__} python={platform.python_version()} jobs={args.jobs} "
         f"threads/job={threads} seeds={seeds} results={results}"
     )
     for name, overrides in settings:
-        print(f"  {name}: proxy + {overrides}")
+        print(f"  {name}: base + {overrides}")
     jobs = [(name, seed) for name in configs for seed in seeds]
     keys = Parallel(n_jobs=args.jobs, backend="loky")(
         delayed(train_one)(configs[name], seed, results, location, threads) for name, seed in jobs
