@@ -51,10 +51,10 @@ SETTINGS: dict[str, dict[str, dict]] = {
     "n2-e30": {"space": {"cells_per_stage": 2}, "train": {"epochs": 30}},
     "n3-e24": {"space": {"cells_per_stage": 3}, "train": {"epochs": 24}},
     "n5-e16": {"space": {"cells_per_stage": 5}, "train": {"epochs": 16}},
-    "n5-e16-6k": {
-        "space": {"cells_per_stage": 5},
-        "data": {"images_per_split": 6000},
-        "train": {"epochs": 10},
+    "n2-10k-e12": {
+        "space": {"cells_per_stage": 2},
+        "data": {"images_per_split": 10000},
+        "train": {"epochs": 12},
     },
 }
 COLLAPSED = 4  # parameter-free ops in magnitude's cell that count as collapse
