@@ -26,7 +26,8 @@ def register(commands) -> None:
         help="the whole pipeline: train per seed, select at every checkpoint, write records",
         description="Train one supernet per seed (cached), run every selection method on "
         "every checkpoint (cached), join the NAS-Bench-201 ground truth and write tidy "
-        "tables (records.parquet, selections.parquet, runs.parquet) to the results "
+        "tables (records, selections, runs and the per-epoch mixing weights, as .parquet) to the "
+        "results "
         "directory. Whatever the store already holds is not recomputed. Methods: "
         + ", ".join(SELECTION_METHODS)
         + "; variants as NAME[alias] or NAME[option=value,...].",
