@@ -234,14 +234,15 @@ def write_alpha_figure(mixing: pd.DataFrame, figures_dir: Path) -> list[Path]:
     op_colors = {op: cmap(i) for i, op in enumerate(OP_NAMES)}
 
     per_row = 3  # six edges as two rows of three panels per algorithm
+    rows_each = -(-len(edges) // per_row)
 
     def draw() -> Figure:
-        rows = [f"{a}/{r}" for a in algorithms for r in range(-(-len(edges) // per_row))]
+        rows = [f"{a}/{r}" for a in algorithms for r in range(rows_each)]
         fig, axes = _grid(rows, [str(c) for c in range(min(per_row, len(edges)))])
         for i, algorithm in enumerate(algorithms):
             mine = mixing[mixing["algorithm"] == algorithm]
             for j, edge in enumerate(edges):
-                ax = axes[i * len(rows) // len(algorithms) + j // per_row][j % per_row]
+                ax = axes[i * rows_each + j // per_row][j % per_row]
                 stats = (
                     mine[mine["edge"] == edge]
                     .groupby(["op", "epoch"], as_index=False)["weight"]

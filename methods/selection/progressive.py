@@ -94,9 +94,6 @@ class Scoring:
     metric: str = "loss"  # "loss" or "accuracy": what :meth:`value` reports
     candidate_batch: int = 1  # matrices evaluated together by :meth:`values`
 
-    def value(self, net: NB201Supernet, weights: torch.Tensor) -> float:
-        return self.values(net, [weights])[0]
-
     def values(self, net: NB201Supernet, matrices: list[torch.Tensor]) -> list[float]:
         """The metric under each matrix, ``candidate_batch`` matrices per pass."""
         if self.candidate_batch == 1:

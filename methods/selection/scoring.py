@@ -88,9 +88,7 @@ def measure_candidates(
     stacked = torch.stack(matrices)
     was_training = supernet.training
     supernet.train(bn_mode == "train")
-    losses = torch.zeros(len(matrices), dtype=torch.float64)
-    correct = torch.zeros(len(matrices), dtype=torch.int64)
-    count = 0
+    losses, correct, count = [0.0] * len(matrices), [0] * len(matrices), 0
     for index, (x, y) in enumerate(batches.epoch(0)):
         if num_batches is not None and index >= num_batches:
             break
@@ -101,7 +99,5 @@ def measure_candidates(
         count += len(y)
         cost.forward_passes += len(matrices)
     supernet.train(was_training)
-    return [
-        Measurement(loss / count, hit / count)
-        for loss, hit in zip(losses.tolist(), correct.tolist(), strict=True)
-    ]
+    pairs = zip(losses, correct, strict=True)
+    return [Measurement(loss / count, hit / count) for loss, hit in pairs]

@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spaces.nb201.cells import SearchCell
 from spaces.nb201.fused import FusedSearchCell, grouped_batch_norm, op_plan
 from spaces.nb201.networks import NB201Supernet
 from spaces.nb201.ops import ReLUConvBN, ResNetReduction
@@ -54,8 +53,6 @@ def _candidate_forward(supernet, x, weights, groups):
             h = block.forward_candidates(h, weights, plan)
         elif isinstance(block, ResNetReduction):
             h = _reduction(block, h, groups)
-        elif isinstance(block, SearchCell):  # pragma: no cover - guarded above
-            raise TypeError("candidate_logits needs fused cells")
         else:
             h = block(h)
     norm = supernet.lastact[0]

@@ -92,10 +92,7 @@ def stacked_batch_norm(x: torch.Tensor, norms: list[nn.BatchNorm2d], scale: torc
     if tracking:
         running_mean = torch.cat([norm.running_mean for norm in norms])
         running_var = torch.cat([norm.running_var for norm in norms])
-    weight, bias = scale, None
-    if first.affine:
-        weight = scale * torch.cat([norm.weight for norm in norms])
-        bias = scale * torch.cat([norm.bias for norm in norms])
+    weight, bias = _scaled_affine(norms, scale)
     use_batch_stats = first.training or not tracking
     out = F.batch_norm(
         x, running_mean, running_var, weight, bias, use_batch_stats, factor, first.eps
@@ -107,6 +104,16 @@ def stacked_batch_norm(x: torch.Tensor, norms: list[nn.BatchNorm2d], scale: torc
                 norm.running_mean.copy_(running_mean[index * width : (index + 1) * width])
                 norm.running_var.copy_(running_var[index * width : (index + 1) * width])
     return out
+
+
+def _scaled_affine(norms: list[nn.BatchNorm2d], scale: torch.Tensor):
+    """``scale`` times the stacked affine parameters of ``norms`` (``scale``, None without)."""
+    if not norms[0].affine:
+        return scale, None
+    return (
+        scale * torch.cat([norm.weight for norm in norms]),
+        scale * torch.cat([norm.bias for norm in norms]),
+    )
 
 
 def grouped_batch_norm(
@@ -176,11 +183,7 @@ class _CandidateMixing(_SharedMixing):
 
     def normalise(self, out, norms, edges, op, channels) -> torch.Tensor:
         first = norms[0]
-        scale = self.conv_scale(edges, op, channels)
-        weight, bias = scale, None
-        if first.affine:
-            weight = scale * torch.cat([norm.weight for norm in norms])
-            bias = scale * torch.cat([norm.bias for norm in norms])
+        weight, bias = _scaled_affine(norms, self.conv_scale(edges, op, channels))
         batch_stats = first.training or not first.track_running_stats
         running = None
         if not batch_stats:
@@ -253,16 +256,17 @@ class FusedSearchCell(SearchCell):
                     unscaled = plan[e][POOL] == UNSCALED
                     pending[target].append(pooled if unscaled else mixing.scale(pooled, e, POOL))
             stacks = []
+            relu = None
             for op in (CONV_3X3, CONV_1X1):
                 conv_edges = [(e, t) for e, t in outgoing if plan[e][op]]
                 if conv_edges:
-                    relu = F.relu(node) if not stacks else stacks[0][2]
+                    relu = F.relu(node) if relu is None else relu
                     out = self._convolutions(relu, op, [e for e, _ in conv_edges], mixing)
-                    stacks.append((conv_edges, out, relu))
+                    stacks.append((conv_edges, out))
             if len(stacks) == 2 and stacks[0][0] == stacks[1][0]:
                 # Both convolutions on the same edges: add the stacks, then split once.
-                stacks = [(stacks[0][0], stacks[0][1] + stacks[1][1], None)]
-            for conv_edges, out, _ in stacks:
+                stacks = [(stacks[0][0], stacks[0][1] + stacks[1][1])]
+            for conv_edges, out in stacks:
                 blocks = out.split(self.channels, dim=1)
                 for (_, target), block in zip(conv_edges, blocks, strict=True):
                     pending[target].append(block)

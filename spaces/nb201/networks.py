@@ -8,6 +8,7 @@ way (``cells.<i>.edges.<e>``) so parameters transfer between them by name.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -217,14 +218,10 @@ def _supernet_forward(net: NB201Supernet, x, weights, plans) -> torch.Tensor:
     return net._head(x)
 
 
-_COMPILED: list = []
-
-
+@functools.cache
 def compiled_forward():
     """``torch.compile`` of the supernet forward, made on first use (one per process)."""
-    if not _COMPILED:
-        _COMPILED.append(torch.compile(_supernet_forward))
-    return _COMPILED[0]
+    return torch.compile(_supernet_forward)
 
 
 def discrete_from_supernet(supernet: NB201Supernet, choices: Sequence[int]) -> NB201Network:
