@@ -5,11 +5,13 @@ from __future__ import annotations
 from harness.errors import HarnessError
 from methods.supernet.base import SupernetAlgorithm
 from methods.supernet.darts import DartsFirstOrder, DartsSecondOrder
+from methods.supernet.fixed_alpha import DartsFixedAlpha
 from methods.supernet.lambda_darts import LambdaDarts
 from methods.supernet.opp_darts import OppDarts
 
 ALGORITHMS: dict[str, type[SupernetAlgorithm]] = {
-    cls.name: cls for cls in (DartsFirstOrder, DartsSecondOrder, LambdaDarts, OppDarts)
+    cls.name: cls
+    for cls in (DartsFirstOrder, DartsSecondOrder, DartsFixedAlpha, LambdaDarts, OppDarts)
 }
 
 
