@@ -17,6 +17,8 @@ from harness.config import (
     TrainSettings,
 )
 from harness.errors import HarnessError
+from methods.supernet import get_algorithm
+from methods.supernet.base import parse_options
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {
@@ -88,10 +90,14 @@ def build_config(
                 f"known: {', '.join(sorted(known))}"
             )
         sections[section] = cls(**values)
+    # Every option, defaults included, so that a changed default never lets a store made
+    # under the old one be reused (the options are part of the run key).
+    options = parse_options(get_algorithm(algorithm).options_class, algorithm_options or {},
+                            algorithm)  # fmt: skip
     config = ExperimentConfig(
         preset=preset,
         algorithm=algorithm,
-        algorithm_options=dict(algorithm_options or {}),
+        algorithm_options=dataclasses.asdict(options),
         device=device,
         **sections,
     )

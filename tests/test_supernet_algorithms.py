@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pandas as pd
@@ -9,9 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from harness.errors import HarnessError
 from harness.presets import build_config
 from harness.store import RunStore
 from harness.training import train_supernet
+from methods.supernet import get_algorithm
 from methods.supernet.lambda_darts import (
     cosine_and_direction,
     finite_difference_weight_gradient,
@@ -60,15 +63,75 @@ def test_lambda_finite_difference_matches_double_backprop():
 
 def test_lambda_zero_trains_exactly_like_first_order_darts(tmp_path, tiny_arrays):
     darts = train_supernet(_config("darts"), 0, tmp_path / "a", tiny_arrays, progress=False)
-    # Same learning rate for alphas, so only the regulariser could differ.
+    # Same learning rate for alphas, DARTS's step order and clipping, so only the
+    # regulariser could differ.
     lam = train_supernet(
-        _config("lambda-darts", lambda_=0.0, arch_lr=3e-4), 0, tmp_path / "b", tiny_arrays,
-        progress=False,
+        _config("lambda-darts", lambda_=0.0, arch_lr=3e-4, step_order="alpha-then-weight",
+                clip_alphas=False),
+        0, tmp_path / "b", tiny_arrays, progress=False,
     )  # fmt: skip
     a = RunStore(tmp_path / "a", darts.run_key).load_checkpoint(4)["model"]
     b = RunStore(tmp_path / "b", lam.run_key).load_checkpoint(4)["model"]
     for name in a:
         assert torch.equal(a[name], b[name]), name
+
+
+def _one_step(algorithm, train_overrides=None, **options):
+    config = build_config(
+        "smoke", {"train": {"grad_clip": 1e-3, **(train_overrides or {})}},
+        algorithm=algorithm, algorithm_options=options,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    net = NB201Supernet(channels=3, cells_per_stage=1, num_classes=4)
+    with torch.no_grad():
+        net.alphas.normal_(0, 0.5)
+    algo = get_algorithm(algorithm)(net, config.train, config.algorithm_options)
+    return net, algo, config.train
+
+
+def test_lambda_steps_weights_first_and_clips_over_weights_and_alphas():
+    torch.manual_seed(1)
+    weight_batch = (torch.randn(8, 3, 8, 8), torch.randint(0, 4, (8,)))
+    alpha_batch = (torch.randn(8, 3, 8, 8), torch.randint(0, 4, (8,)))
+    net, algo, train = _one_step("lambda-darts", lambda_=0.0)
+    before = {n: p.detach().clone() for n, p in net.named_parameters()}
+
+    # The reference's weight update: gradients of the training loss at the *initial*
+    # alphas, scaled by the clip factor of weights and alphas together.
+    reference = copy.deepcopy(net)
+    loss = F.cross_entropy(reference(weight_batch[0]), weight_batch[1])
+    params = reference.weight_parameters()
+    grads = torch.autograd.grad(loss, [*params, reference.alphas], allow_unused=True)
+    grads = [torch.zeros_like(p) if g is None else g for p, g in
+             zip([*params, reference.alphas], grads, strict=True)]  # fmt: skip
+    total = torch.sqrt(sum((g * g).sum() for g in grads))
+    alpha_share = grads[-1].norm()
+    assert alpha_share > 1e-3 * total  # the alphas' gradient does move the clip factor
+    factor = train.grad_clip / (total + 1e-6)
+    expected = {id(p): p - train.lr * (factor * g + train.weight_decay * p)
+                for p, g in zip(params, grads[:-1], strict=True)}  # fmt: skip
+
+    algo.step(weight_batch, alpha_batch)
+    names = {id(p): n for n, p in reference.named_parameters()}
+    for p in params:
+        name = names[id(p)]
+        assert torch.allclose(dict(net.named_parameters())[name], expected[id(p)],
+                              atol=1e-6), name  # fmt: skip
+    # The alpha step came second: its gradient is the validation loss's at the *new* weights.
+    assert not torch.equal(net.alphas, before["alphas"])
+    assert algo.recorded_settings()["step_order"] == "weight-then-alpha"
+
+
+def test_lambda_clip_over_weights_only_differs_and_train_step_order_is_refused():
+    torch.manual_seed(1)
+    batch = (torch.randn(8, 3, 8, 8), torch.randint(0, 4, (8,)))
+    both, algo_both, _ = _one_step("lambda-darts", lambda_=0.0)
+    weights_only, algo_weights, _ = _one_step("lambda-darts", lambda_=0.0, clip_alphas=False)
+    algo_both.weight_step(batch)
+    algo_weights.weight_step(batch)
+    assert not torch.equal(both.stem[0].weight, weights_only.stem[0].weight)
+    with pytest.raises(HarnessError, match="algorithm.step_order"):
+        _one_step("lambda-darts", {"step_order": "weight-then-alpha"})
 
 
 def test_lambda_records_ramp_and_cosine(tmp_path, tiny_arrays):
@@ -78,7 +141,13 @@ def test_lambda_records_ramp_and_cosine(tmp_path, tiny_arrays):
     assert metrics["cell_grad_cosine"].between(-1, 1).all()
     settings = json.loads((outcome.run_dir / "settings.json").read_text())
     assert settings["algorithm"]["arch_optimizer"]["lr"] == 1e-4
-    assert settings["algorithm"]["options"] == {"lambda_": 0.25, "epsilon0": 1e-4, "arch_lr": 1e-4}
+    assert settings["algorithm"]["options"] == {
+        "lambda_": 0.25, "epsilon0": 1e-4, "arch_lr": 1e-4,
+        "step_order": "weight-then-alpha", "clip_alphas": True,
+    }  # fmt: skip
+    assert settings["algorithm"]["step_order"] == "weight-then-alpha"
+    # Every option, defaults included, is in the config and hence in the run key.
+    assert settings["config"]["algorithm_options"] == settings["algorithm"]["options"]
 
 
 def test_opp_darts_grows_the_op_set_on_schedule_with_skip_last(tmp_path, tiny_arrays):

@@ -67,7 +67,7 @@ class SupernetAlgorithm:
 
     def step(self, weight_batch: Batch, alpha_batch: Batch) -> tuple[float, float]:
         """One update; returns (training loss, training accuracy) on ``weight_batch``."""
-        if self.train_settings.step_order == "alpha-then-weight":
+        if self.step_order() == "alpha-then-weight":
             self.alpha_step(weight_batch, alpha_batch)
             return self.weight_step(weight_batch)
         result = self.weight_step(weight_batch)
@@ -77,6 +77,9 @@ class SupernetAlgorithm:
     def end_epoch(self, epoch: int) -> dict[str, float]:
         self.scheduler.step()
         return {}
+
+    def step_order(self) -> str:
+        return self.train_settings.step_order
 
     # -- the DARTS first-order update ----------------------------------------------
     def alpha_step(self, weight_batch: Batch, alpha_batch: Batch) -> None:
@@ -139,7 +142,7 @@ class SupernetAlgorithm:
                 "betas": list(train.arch_betas),
                 "weight_decay": train.arch_weight_decay,
             },
-            "step_order": train.step_order,
+            "step_order": self.step_order(),
         }
 
 

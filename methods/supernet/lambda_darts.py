@@ -15,6 +15,13 @@ extra forward/backward passes:
 
 ``lambda_t`` ramps linearly from 0 (first epoch) to ``lambda_`` (last epoch). The alpha
 step stays first-order DARTS, with the reference's smaller alpha learning rate.
+
+Step order and clipping follow the reference (dr-faustus/Lambda-DARTS, NAS-Bench-201
+``DARTS-V1.py``): the regularised weight step comes first, then the alpha step; the
+gradient norm is clipped over *all* parameters, so the alphas' gradient of the training
+loss (which the reference's ``backward`` leaves on them before its alpha step discards
+it) counts towards the norm. Both are options (``step_order``, ``clip_alphas``), and
+``train.step_order`` does not apply to this algorithm.
 """
 
 from __future__ import annotations
@@ -24,8 +31,12 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
+from harness.config import TrainSettings
+from harness.errors import HarnessError
 from methods.supernet.base import Batch, SupernetAlgorithm, accuracy
 from spaces.nb201 import NB201Supernet
+
+STEP_ORDERS = ("weight-then-alpha", "alpha-then-weight")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +44,8 @@ class LambdaDartsOptions:
     lambda_: float = 0.25
     epsilon0: float = 1e-4
     arch_lr: float = 1e-4  # the NAS-Bench-201 reference; replaces train.arch_lr
+    step_order: str = "weight-then-alpha"  # the reference's; replaces train.step_order
+    clip_alphas: bool = True  # clip over weights and alphas together, as the reference
 
 
 class LambdaDarts(SupernetAlgorithm):
@@ -41,11 +54,24 @@ class LambdaDarts(SupernetAlgorithm):
 
     def __init__(self, supernet, train, options=None) -> None:
         super().__init__(supernet, train, options)
+        if self.options.step_order not in STEP_ORDERS:
+            raise HarnessError(
+                f"unknown step_order {self.options.step_order!r} for lambda-darts; "
+                f"use {' or '.join(STEP_ORDERS)}"
+            )
+        if train.step_order != TrainSettings.step_order:
+            raise HarnessError(
+                "lambda-darts takes its step order from algorithm.step_order, "
+                "not train.step_order; set --set algorithm.step_order=..."
+            )
         self.current_lambda = 0.0
         self._cosines: list[float] = []
 
     def arch_lr(self) -> float:
         return self.options.arch_lr
+
+    def step_order(self) -> str:
+        return self.options.step_order
 
     def begin_epoch(self, epoch: int, weight_batches, alpha_batches) -> dict[str, float]:
         total = self.train_settings.epochs
@@ -79,8 +105,26 @@ class LambdaDarts(SupernetAlgorithm):
         self.weight_optimizer.zero_grad(set_to_none=True)
         for p, g in zip(params, weight_grads, strict=True):
             p.grad = None if g is None else g.detach()
-        self.clip_and_step()
+        if self.options.clip_alphas:
+            self.clip_over_weights_and_alphas(cell_grads.detach())
+            self.weight_optimizer.step()
+        else:
+            self.clip_and_step()
         return loss.item(), accuracy(logits, y)
+
+    def clip_over_weights_and_alphas(self, cell_grads: torch.Tensor) -> None:
+        """Scale the weight gradients by the clip factor of weights and alphas together."""
+        alphas = self.supernet.alphas
+        with torch.enable_grad():
+            (alpha_grad,) = torch.autograd.grad(
+                self.supernet.mixing_weights(), [alphas], grad_outputs=cell_grads.sum(0)
+            )
+        # The alpha step zeroes this gradient before it uses its own.
+        alphas.grad = alpha_grad
+        torch.nn.utils.clip_grad_norm_(
+            [*self.supernet.weight_parameters(), alphas], self.train_settings.grad_clip
+        )
+        alphas.grad = None
 
 
 def per_cell_weights(supernet: NB201Supernet) -> torch.Tensor:
