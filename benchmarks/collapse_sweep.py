@@ -45,7 +45,8 @@ BASE: dict[str, dict] = {
     "data": {"resolution": 16, "images_per_split": 3000},
     "train": {"epochs": 20, "batch_size": 64, "checkpoint_every": 5},
 }
-# Candidate settings: overrides of BASE. Levers: depth (N) and steps.
+# Candidate settings: overrides of BASE. Levers: depth (N), steps, images per split,
+# input resolution (the paper's 32x32) and width (the paper's C=16).
 SETTINGS: dict[str, dict[str, dict]] = {
     "base": {},
     "n2-e30": {"space": {"cells_per_stage": 2}, "train": {"epochs": 30}},
@@ -56,6 +57,8 @@ SETTINGS: dict[str, dict[str, dict]] = {
         "data": {"images_per_split": 10000},
         "train": {"epochs": 12},
     },
+    "r32-e16": {"data": {"resolution": 32}, "train": {"epochs": 16}},
+    "c16-n2-e24": {"space": {"channels": 16, "cells_per_stage": 2}, "train": {"epochs": 24}},
 }
 COLLAPSED = 4  # parameter-free ops in magnitude's cell that count as collapse
 
