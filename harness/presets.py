@@ -58,7 +58,8 @@ _CPU_SELECTION = {
     "opp-loss": {"num_batches": 10},
 }
 SELECTION_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
-    "paper": {},
+    # darts-pt scores on the reference's reshuffled, augmented validation queue.
+    "paper": {"darts-pt": {"scoring_data": "reshuffled"}},
     "proxy": _CPU_SELECTION,
     "quick": _CPU_SELECTION,
     "smoke": {

@@ -192,6 +192,7 @@ def test_settings_and_display_names():
         "finetune_lr": 0.0025,
         "candidate_batch": 1,
         "fix_alpha": False,
+        "scoring_data": "fixed",
     }
     assert DartsPT().display_name == "darts-pt"
     assert DartsPT(fix_alpha=True).display_name == "darts-pt[fix-alpha]"

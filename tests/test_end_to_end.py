@@ -58,3 +58,24 @@ def test_run_then_report(tmp_path, tiny_image_folder, ground_truth_csv, capsys):
             assert float(std) == pytest.approx(values.std(ddof=1), abs=0.006)
             checked += 1
     assert checked == 4 * 3
+
+
+def test_ostr_ablation_runs_and_gets_its_own_table(
+    tmp_path, tiny_image_folder, ground_truth_csv
+):
+    from methods.selection.ostr import ABLATION
+
+    results, out = tmp_path / "results", tmp_path / "report"
+    args = [
+        "run", "--preset", "smoke", "--seeds", "0", "--quiet", "--methods", "ostr-ablation",
+        "--data", str(tiny_image_folder), "--cache", str(tmp_path / "cache"),
+        "--results", str(results), "--ground-truth", str(ground_truth_csv),
+    ]  # fmt: skip
+    assert main(args) == 0
+    assert main(["report", "--results", str(results), "--out", str(out)]) == 0
+    table = out / "tables" / "ostr_ablation.md"
+    text = table.read_text()
+    assert "choices are the harness's" in text
+    methods = [row["method"] for row in _markdown_rows(text)]
+    assert len(methods) == len(ABLATION) and set(methods) == set(ABLATION)
+    assert "tables/ostr_ablation.md" in (out / "index.html").read_text()

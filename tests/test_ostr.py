@@ -227,6 +227,7 @@ def test_display_names_and_recorded_settings():
         "edge_order": "random",
         "estimate": "exact",
         "split": "valid",
+        "none_competes": True,
         "num_batches": None,
         "bn_mode": "train",
         "finetune_epochs": 0.0,
@@ -254,3 +255,41 @@ def test_display_names_and_recorded_settings():
 def test_bad_options_raise_one_clear_error(options, message):
     with pytest.raises(HarnessError, match=message):
         OStr(**options)
+
+
+NONE = OP_NAMES.index("none")
+
+
+@pytest.mark.parametrize("estimate", ["exact", "taylor"])
+def test_no_none_never_scores_or_chooses_none(tiny_arrays, estimate):
+    torch.manual_seed(0)
+    net = NB201Supernet(channels=4, cells_per_stage=1)
+    with torch.no_grad():
+        net.alphas.normal_(0, 1.0)
+    context = SelectionContext(data=_tiny_data(tiny_arrays), seed=0)
+    without = OStr(num_batches=1, estimate=estimate, none_competes=False).select(net, context)
+    assert NONE not in decode(without.arch)
+    assert all(math.isnan(row[NONE]) for row in without.scores)
+    assert without.settings["none_competes"] is False and "no-none" in without.method
+    with_none = OStr(num_batches=1, estimate=estimate).select(net, context)
+    assert all(not math.isnan(row[NONE]) for row in with_none.scores)
+
+
+def test_no_none_keeps_none_where_it_is_the_only_active_op(tiny_arrays):
+    torch.manual_seed(0)
+    net = NB201Supernet(channels=4, cells_per_stage=1)
+    net.active_ops[2] = False
+    net.active_ops[2, NONE] = True
+    context = SelectionContext(data=_tiny_data(tiny_arrays), seed=0)
+    chosen = decode(OStr(num_batches=1, none_competes=False).select(net, context).arch)
+    assert chosen[2] == NONE
+    assert NONE not in chosen[:2] + chosen[3:]
+
+
+def test_ostr_ablation_group_expands_to_its_variants():
+    from methods.selection import parse_method_list
+    from methods.selection.ostr import ABLATION
+
+    names = [m.display_name for m in parse_method_list("magnitude,ostr-ablation")]
+    assert names == ["magnitude", *ABLATION]
+    assert len(set(names)) == len(names)

@@ -17,7 +17,7 @@ from harness.ground_truth import load_ground_truth
 from harness.locations import resolve_results_dir
 from harness.pipeline import Execution, run_experiment
 from harness.presets import SELECTION_DEFAULTS
-from methods.selection import SELECTION_METHODS, parse_method_list
+from methods.selection import METHOD_GROUPS, SELECTION_METHODS, parse_method_list
 
 
 def register(commands) -> None:
@@ -33,7 +33,10 @@ def register(commands) -> None:
         + "; variants as NAME[alias] or NAME[option=value,...].",
     )
     parser.add_argument(
-        "--methods", default="all", help="comma-separated selection methods, or all (default)"
+        "--methods",
+        default="all",
+        help="comma-separated selection methods, or all (default); "
+        + ", ".join(f"{g} = {','.join(m)}" for g, m in METHOD_GROUPS.items()),
     )
     add_seed_store_arguments(parser)
     parser.add_argument(

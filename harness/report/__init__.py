@@ -9,6 +9,7 @@ Reads ``records.parquet``, ``selections.parquet``, ``runs.parquet`` and
     figures/alphas.{png,pdf}            softmax(alpha) of every op on every edge vs epoch
     tables/paper_table.{md,tex}         final-epoch accuracy, costs, published numbers, p-values
     tables/rank_correlations.md         tau / rho per method at the final epoch
+    tables/ostr_ablation.md             OStr variants side by side (when several ran)
     index.html                          everything above on one offline page
 """
 
@@ -51,6 +52,13 @@ __all__ = ["ReportSummary", "build_report", "format_table_for_terminal"]
 log = logging.getLogger(__name__)
 
 TITLE = "Architecture selection on NAS-Bench-201"
+ABLATION_CAPTION = (
+    "OStr's public text fixes only the criterion: the strength of an op is the change of the "
+    "final loss when it alone replaces the mixed edge, decided edge by edge. Every other "
+    "choice is the harness's, and each row changes one: edge order (independent, greedy), "
+    "scoring split (train), BatchNorm mode (eval), whether none competes (no-none), and a "
+    "first-order Taylor estimate instead of exact replacement. Columns as in the paper table."
+)
 PAPER_CAPTION = (
     "Test accuracy (%) of the selected cell (NAS-Bench-201 ground truth, 200-epoch fidelity), "
     "mean ± sample std over seeds at each run's final supernet epoch. Published numbers are "
@@ -144,13 +152,21 @@ def build_report(
     correlations = correlation_display(final_epoch_correlations(per_row))
     correlations_md = correlation_markdown(correlations, TITLE)
 
-    table_files = []
-    for name, text in (
+    # OStr's open choices side by side, when more than one variant ran.
+    ablation = [(t, f[f["method"].str.match(r"ostr(\[|$)")]) for t, f in blocks]
+    ablation = [(t, f.reset_index(drop=True)) for t, f in ablation if len(f) > 1]
+    outputs = [
         ("paper_table.md", paper_md),
         ("paper_table.tex", paper_tex),
         ("rank_correlations.md", correlations_md),
-    ):
-        table_files.append(_write_text(tables_dir / name, text))
+    ]
+    if ablation:
+        outputs.append(("ostr_ablation.md", _ablation_markdown(ablation)))
+    table_files = [_write_text(tables_dir / name, text) for name, text in outputs]
+    ablation_entries = [
+        TableEntry("OStr: criterion as described; choices are the harness's", ABLATION_CAPTION,
+                   ablation, NUMERIC_COLUMNS, [("Markdown", "tables/ostr_ablation.md")])
+    ] if ablation else []  # fmt: skip
 
     page = render_index(
         TITLE,
@@ -172,6 +188,7 @@ def build_report(
                 CORRELATION_NUMERIC,
                 [("Markdown", "tables/rank_correlations.md")],
             ),
+            *ablation_entries,
         ],
     )
     index = _write_text(out_dir / "index.html", page)
@@ -220,6 +237,13 @@ def _block_title(config: ConfigEntry) -> str:
         f"{config.algorithm} — preset {config.preset}, config {config.config_key}, "
         f"{len(config.seeds)} seeds, final epoch {config.final_epoch}"
     )
+
+
+def _ablation_markdown(blocks: list[tuple[str, pd.DataFrame]]) -> str:
+    parts = ["# OStr: criterion as described; choices are the harness's\n", ABLATION_CAPTION + "\n"]
+    for title, frame in blocks:
+        parts += [f"## {title}\n", markdown_table(frame, NUMERIC_COLUMNS)]
+    return "\n".join(parts)
 
 
 def _paper_markdown(blocks: list[tuple[str, pd.DataFrame]]) -> str:

@@ -15,12 +15,16 @@ from methods.selection.darts_pt import DartsPT
 from methods.selection.magnitude import Magnitude
 from methods.selection.opp_loss import OppLoss
 from methods.selection.oracle import Oracle
+from methods.selection.ostr import ABLATION as OSTR_ABLATION
 from methods.selection.ostr import OStr
 from methods.selection.random_cell import RandomCell
 
 SELECTION_METHODS: dict[str, type[SelectionMethod]] = {
     cls.name: cls for cls in (Magnitude, DartsPT, OStr, OppLoss, RandomCell, Oracle)
 }
+
+# Names that stand for several methods in --methods.
+METHOD_GROUPS: dict[str, tuple[str, ...]] = {"ostr-ablation": OSTR_ABLATION}
 
 _SPEC = re.compile(r"^([a-z0-9-]+)(?:\[([^\]]*)\])?$")
 
@@ -66,6 +70,8 @@ def parse_method_list(
         else:
             current += char
     specs.append(current)
+    # A group name stands for its members, in order.
+    specs = [member for spec in specs for member in METHOD_GROUPS.get(spec.strip(), (spec,))]
     methods = [make_method(s, baselines) for s in specs if s.strip()]
     if not methods:
         raise HarnessError("no selection method given: pass --methods NAME[,NAME...] or all")
@@ -76,6 +82,7 @@ def parse_method_list(
 
 
 __all__ = [
+    "METHOD_GROUPS",
     "SELECTION_METHODS",
     "Selection",
     "SelectionContext",

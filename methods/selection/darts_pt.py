@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from harness.errors import HarnessError
 from methods.selection.base import (
     SelectionContext,
     SelectionCost,
@@ -34,10 +35,21 @@ class DartsPTOptions(ProgressiveOptions):
     finetune_epochs: float = 5.0  # the NB201 reference: 5 epochs between decisions
     criterion: str = "accuracy"  # "accuracy": lowest accuracy after removal; "loss": highest loss
     fix_alpha: bool = False  # the paper's "fixed alpha" variant: alphas frozen while tuning
+    # "fixed": the first num_batches unaugmented batches of the alpha split, the same for
+    # every measurement (deterministic; the CPU presets). "reshuffled": the reference's
+    # validation queue, the augmented alpha split in a fresh order and augmentation on
+    # every measurement (the paper preset's default).
+    scoring_data: str = "fixed"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require_one_of("darts-pt", "criterion", self.criterion, ("accuracy", "loss"))
+        require_one_of("darts-pt", "scoring_data", self.scoring_data, ("fixed", "reshuffled"))
+        if self.scoring_data == "reshuffled" and self.candidate_batch != 1:
+            raise HarnessError(
+                "darts-pt with scoring_data=reshuffled measures every candidate on its own "
+                "pass, as the reference does: use candidate_batch=1"
+            )
 
 
 class DartsPT(SelectionMethod):
@@ -64,8 +76,10 @@ class DartsPT(SelectionMethod):
     def choose(self, supernet: NB201Supernet, context: SelectionContext, cost: SelectionCost):
         o = self.options
         metric = "accuracy" if o.criterion == "accuracy" else "loss"
+        reshuffled = o.scoring_data == "reshuffled"
+        batches = context.data.alpha_batches if reshuffled else context.data.alpha_eval
         scoring = Scoring(
-            context.data.alpha_eval, o.num_batches, o.bn_mode, cost, metric, o.candidate_batch
+            batches, o.num_batches, o.bn_mode, cost, metric, o.candidate_batch, reshuffled
         )
         # accuracy: Acc(W) - Acc(W without k); loss: L(W without k) - L(W)
         sign = -1.0 if o.criterion == "accuracy" else 1.0

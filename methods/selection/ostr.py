@@ -17,6 +17,12 @@ The paper's text is not available here, so its open choices are recorded options
 * ``estimate`` ``exact`` (a forward pass per batch for the baseline and every candidate) or
   ``taylor``: ``S(e,k) ~ -g_e . (onehot(k) - W_e)`` with ``g = dL/dW`` from one forward and
   one backward pass per batch at ``W``, re-estimated after every decision.
+* ``none_competes`` (default true): whether ``none`` is a candidate. The text does not say;
+  on collapsed CPU supernets ostr keeps ``none`` on most edges, sometimes cutting the cell's
+  input off its output (``ostr[no-none]`` leaves it out).
+
+``--methods ostr-ablation`` runs the variants side by side (:data:`ABLATION`), and the
+report tabulates them as "criterion as described; choices are the harness's".
 
 The progressive engine (:mod:`methods.selection.progressive`) is shared with darts-pt and
 opp-loss, which differ in their perturbation, split, metric and sign.
@@ -43,7 +49,20 @@ from methods.selection.progressive import (
     replace_row,
     require_one_of,
 )
-from spaces.nb201 import NB201Supernet
+from spaces.nb201 import OP_NAMES, NB201Supernet
+
+NONE = OP_NAMES.index("none")
+# The open choices of OStr side by side (``--methods ostr-ablation``): the criterion as
+# described, each variant changing one choice of the harness's default.
+ABLATION = (
+    "ostr",
+    "ostr[independent]",
+    "ostr[greedy]",
+    "ostr[split=train]",
+    "ostr[bn_mode=eval]",
+    "ostr[no-none]",
+    "ostr[taylor]",
+)
 
 
 @dataclass(frozen=True)
@@ -51,6 +70,7 @@ class OStrOptions(ProgressiveOptions):
     method: ClassVar[str] = "ostr"
     estimate: str = "exact"  # exact | taylor
     split: str = "valid"  # valid (alpha_eval) | train (weight_eval)
+    none_competes: bool = True  # whether `none` is a candidate op (the text leaves it open)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -65,6 +85,7 @@ class OStr(SelectionMethod):
         "taylor": {"estimate": "taylor"},
         "independent": {"edge_order": "independent"},
         "greedy": {"edge_order": "greedy"},
+        "no-none": {"none_competes": False},
     }
 
     def choose(self, supernet: NB201Supernet, context: SelectionContext, cost: SelectionCost):
@@ -73,10 +94,12 @@ class OStr(SelectionMethod):
         scoring = Scoring(
             batches, o.num_batches, o.bn_mode, cost, candidate_batch=o.candidate_batch
         )
+        excluded = () if o.none_competes else (NONE,)
         if o.estimate == "taylor":
-            score: EdgeScorer = TaylorScorer(scoring)
+            score: EdgeScorer = TaylorScorer(scoring, excluded)
         else:
-            score = PerturbationScorer(scoring, replace_row, sign=-1.0)  # S = L(W) - L(W')
+            # S = L(W) - L(W')
+            score = PerturbationScorer(scoring, replace_row, sign=-1.0, excluded_ops=excluded)
         net = working_copy(supernet)
         return decide_edges(
             net, context, cost, score, o.edge_order, o.finetune_epochs, o.finetune_lr

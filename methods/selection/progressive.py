@@ -82,6 +82,11 @@ class ProgressiveOptions:
             )
 
 
+# Reshuffled scoring reads epochs from here on, so that it never replays the shuffles
+# the same stream gave the supernet's alpha steps during training.
+RESHUFFLED_EPOCHS = 1_000_000
+
+
 @dataclass
 class Scoring:
     """Where and how a criterion is measured; every pass is charged to ``cost``."""
@@ -93,14 +98,26 @@ class Scoring:
 
     metric: str = "loss"  # "loss" or "accuracy": what :meth:`value` reports
     candidate_batch: int = 1  # matrices evaluated together by :meth:`values`
+    # False: every measurement reads the same batches (epoch 0). True: each reads the next
+    # epoch of ``batches``, a fresh shuffle (and augmentation, if ``batches`` augments),
+    # as the DARTS-PT reference's validation queue does on every pass.
+    reshuffle: bool = False
+    passes: int = 0
+
+    def __post_init__(self) -> None:
+        if self.reshuffle and self.candidate_batch != 1:
+            raise ValueError("reshuffled scoring measures one candidate per pass")
 
     def values(self, net: NB201Supernet, matrices: list[torch.Tensor]) -> list[float]:
         """The metric under each matrix, ``candidate_batch`` matrices per pass."""
         if self.candidate_batch == 1:
-            results = [
-                measure(net, w, self.batches, self.num_batches, self.cost, self.bn_mode)
-                for w in matrices
-            ]
+            results = []
+            for w in matrices:
+                epoch = RESHUFFLED_EPOCHS + self.passes if self.reshuffle else 0
+                self.passes += 1
+                results.append(
+                    measure(net, w, self.batches, self.num_batches, self.cost, self.bn_mode, epoch)
+                )
         else:
             results = []
             for start in range(0, len(matrices), self.candidate_batch):
@@ -150,8 +167,10 @@ class PerturbationScorer(EdgeScorer):
         scoring: Scoring,
         perturb: Callable[[torch.Tensor, int, int], torch.Tensor],
         sign: float,
+        excluded_ops: tuple[int, ...] = (),
     ) -> None:
         self.scoring, self.perturb, self.sign = scoring, perturb, sign
+        self.excluded_ops = excluded_ops
         # Values per matrix: the matrix a progressive step decides on is one of the
         # candidates it measured, so the next step's baseline costs nothing.
         self._values: dict[bytes, float] = {}
@@ -169,8 +188,8 @@ class PerturbationScorer(EdgeScorer):
         return [self._values[key] for key in keys]
 
     def __call__(self, net: NB201Supernet, weights: torch.Tensor, edges: list[int]) -> Rows:
-        active = net.active_ops.cpu().numpy()
-        candidates = [(e, int(k)) for e in edges for k in np.flatnonzero(active[e])]
+        candidate_ops = candidate_mask(net, self.excluded_ops)
+        candidates = [(e, int(k)) for e in edges for k in np.flatnonzero(candidate_ops[e])]
         matrices = [weights] + [self.perturb(weights, e, k) for e, k in candidates]
         base, *changed = self._measure(net, matrices)
         rows: Rows = {e: np.full(NUM_OPS, np.nan) for e in edges}
@@ -190,16 +209,27 @@ class TaylorScorer(EdgeScorer):
     ones scored. An op whose softmax weight underflowed to exactly 0 would read as g = 0.
     """
 
-    def __init__(self, scoring: Scoring) -> None:
-        self.scoring = scoring
+    def __init__(self, scoring: Scoring, excluded_ops: tuple[int, ...] = ()) -> None:
+        self.scoring, self.excluded_ops = scoring, excluded_ops
 
     def __call__(self, net: NB201Supernet, weights: torch.Tensor, edges: list[int]) -> Rows:
         grad = self.scoring.gradient(net, weights)
         # L(W + onehot(k) - W_e) - L(W) ~ g_e . (onehot(k) - W_e) = g[e,k] - sum_j g[e,j] W[e,j]
         strength = -(grad - (grad * weights).sum(dim=1, keepdim=True))
         strength = strength.double().cpu().numpy()
-        strength[~net.active_ops.cpu().numpy()] = np.nan
+        strength[~candidate_mask(net, self.excluded_ops)] = np.nan
         return {e: strength[e].copy() for e in edges}
+
+
+def candidate_mask(net: NB201Supernet, excluded_ops: tuple[int, ...]) -> np.ndarray:
+    """Edges x ops: the active ops, less ``excluded_ops`` (where an edge keeps another)."""
+    active = net.active_ops.cpu().numpy()
+    allowed = active.copy()
+    allowed[:, list(excluded_ops)] = False
+    # An edge whose only active ops are excluded keeps them: it must be decided somehow.
+    empty = ~allowed.any(axis=1)
+    allowed[empty] = active[empty]
+    return allowed
 
 
 def decide_edges(

@@ -27,8 +27,10 @@ def measure(
     num_batches: int | None,
     cost: SelectionCost,
     bn_mode: str = "train",
+    epoch: int = 0,
 ) -> Measurement:
-    """Mean loss and accuracy over the first ``num_batches`` batches (all if None).
+    """Mean loss and accuracy over the first ``num_batches`` batches (all if None) of
+    ``batches``' epoch ``epoch`` (its shuffle and augmentation).
 
     ``bn_mode="train"`` normalises with batch statistics, as the DARTS-PT reference
     does while scoring; running statistics are restored afterwards so one scoring
@@ -40,7 +42,7 @@ def measure(
     was_training = supernet.training
     supernet.train(bn_mode == "train")
     total_loss, correct, count = 0.0, 0, 0
-    for index, (x, y) in enumerate(batches.epoch(0)):
+    for index, (x, y) in enumerate(batches.epoch(epoch)):
         if num_batches is not None and index >= num_batches:
             break
         logits = supernet(x, weights)
