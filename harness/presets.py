@@ -77,6 +77,23 @@ PRESET_DESCRIPTIONS = {
     "smoke": "tiny everything, for tests and CI; seconds",
 }
 
+# Presets that reproduce a published protocol: their numbers are compared with published
+# ones, which were measured on the official CIFAR-10 pixels.
+PUBLISHED_PROTOCOL_PRESETS = ("paper",)
+
+
+def pixels_warning(config: ExperimentConfig) -> str | None:
+    """One line when a published-protocol preset runs on anything but the official files."""
+    if config.preset not in PUBLISHED_PROTOCOL_PRESETS or config.data.source == "torchvision":
+        return None
+    return (
+        f"warning: preset {config.preset} reproduces a published protocol, but its CIFAR-10 "
+        "comes from an image folder (the offline one is a JPEG re-encoding), not the official "
+        "pixels, so its numbers are not comparable with published ones; use "
+        "--data-source torchvision --data DIR (recorded in the report either way)"
+    )
+
+
 _SECTIONS = {
     "space": SpaceSettings,
     "data": DataSettings,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from harness.cli.options import (
     add_data_arguments,
@@ -16,7 +17,7 @@ from harness.cli.options import (
 from harness.ground_truth import load_ground_truth
 from harness.locations import resolve_results_dir
 from harness.pipeline import Execution, run_experiment
-from harness.presets import SELECTION_DEFAULTS
+from harness.presets import SELECTION_DEFAULTS, pixels_warning
 from methods.selection import METHOD_GROUPS, SELECTION_METHODS, parse_method_list
 
 
@@ -68,8 +69,10 @@ def run(args: argparse.Namespace) -> int:
     results = resolve_results_dir(args.results)
     truth = load_ground_truth(args.ground_truth)
     location = data_location(args)
-    for algorithm in args.algorithm.split(","):
-        config = experiment_config(args, algorithm=algorithm.strip())
+    configs = [experiment_config(args, algorithm=a.strip()) for a in args.algorithm.split(",")]
+    if warning := pixels_warning(configs[0]):
+        print(warning, file=sys.stderr)
+    for config in configs:
         outcome = run_experiment(
             config, seeds, methods, location, truth, results, execution, not args.quiet
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 
@@ -16,6 +17,7 @@ from harness.cli.options import (
 )
 from harness.errors import HarnessError
 from harness.locations import resolve_results_dir
+from harness.presets import pixels_warning
 from harness.training import train_supernet
 
 
@@ -42,6 +44,8 @@ def register(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds)
     config = experiment_config(args)
+    if warning := pixels_warning(config):
+        print(warning, file=sys.stderr)
     location = data_location(args)
     store = resolve_results_dir(args.results)
     if args.threads is not None:

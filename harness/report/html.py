@@ -86,6 +86,15 @@ def _span(values: list[int]) -> str:
     return ", ".join(str(v) for v in values)
 
 
+def _pixels(settings: dict[str, Any]) -> str:
+    source = settings.get("config", {}).get("data", {}).get("source")
+    if source == "torchvision":
+        return "official files (torchvision)"
+    if source == "folder":
+        return "image folder: not the official pixels"
+    return "—"
+
+
 def _provenance(configs: list[ConfigEntry]) -> str:
     rows = pd.DataFrame(
         [
@@ -93,6 +102,7 @@ def _provenance(configs: list[ConfigEntry]) -> str:
                 "algorithm": c.algorithm,
                 "preset": c.preset,
                 "config key": c.config_key,
+                "CIFAR-10 pixels": _pixels(c.settings),
                 "seeds": _span(c.seeds),
                 "checkpoint epochs": _span(c.epochs),
                 "final epoch": str(c.final_epoch),
