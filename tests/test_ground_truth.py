@@ -226,3 +226,27 @@ def test_resolution_missing_files(tables: dict[str, Path], tmp_path: Path, monke
     monkeypatch.delenv(ENV_VAR)
     with pytest.raises(HarnessError, match="given by the config file"):
         resolve_ground_truth_path(None, missing)
+
+
+def test_gt_importance_on_the_real_table(real: GroundTruth) -> None:
+    """What every rank correlation reads: row e, column k is the accuracy of the selected
+    cell with edge e set to op k, each an independent benchmark lookup."""
+    from harness.records import _neighbour_accuracies
+    from spaces.nb201 import NUM_EDGES, OP_NAMES
+
+    skip, conv3 = OP_NAMES.index("skip_connect"), OP_NAMES.index("nor_conv_3x3")
+    matrix = np.asarray(_neighbour_accuracies(ALL_SKIP, real))
+    assert matrix.shape == (NUM_EDGES, len(OP_NAMES))
+    # The cell's own op on every edge is the cell itself: 54.30 everywhere in that column.
+    assert np.allclose(matrix[:, skip], real.accuracy(ALL_SKIP))
+    for edge in range(NUM_EDGES):
+        variant = [skip] * NUM_EDGES
+        variant[edge] = conv3
+        assert matrix[edge, conv3] == real.accuracy(encode(variant))
+    # The full table holds every neighbour of every cell.
+    assert not np.isnan(matrix).any()
+    _, best_arch, best = real.best("cifar10", "test", 200)
+    best_matrix = np.asarray(_neighbour_accuracies(best_arch, real))
+    own = [best_matrix[e, k] for e, k in enumerate(decode(best_arch))]
+    assert own == [best] * NUM_EDGES
+    assert (best_matrix <= best).all()  # no neighbour of the benchmark's best beats it
