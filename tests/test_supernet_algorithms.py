@@ -194,3 +194,22 @@ def test_resume_is_identical_for_every_algorithm(tmp_path, tiny_arrays, algorith
         assert torch.equal(a["model"][name], b["model"][name]), name
     if algorithm == "opp-darts":
         assert a["algorithm"]["entered"] == b["algorithm"]["entered"]
+
+
+def test_opp_darts_admits_the_candidate_with_the_largest_training_loss(tiny_arrays):
+    from harness.config import DataSettings
+    from harness.search_data import make_search_data
+
+    config = _config("opp-darts", epochs=8, every=2)
+    torch.manual_seed(0)
+    net = NB201Supernet(channels=4, cells_per_stage=1)
+    algo = get_algorithm("opp-darts")(net, config.train, config.algorithm_options)
+    data = make_search_data(DataSettings(resolution=8, images_per_split=128), tiny_arrays,
+                            seed=0, batch_size=32)  # fmt: skip
+    algo.begin_epoch(0, data.weight_batches, data.alpha_batches)
+    candidates = [OP_NAMES.index("nor_conv_1x1"), OP_NAMES.index("avg_pool_3x3")]
+    # Each candidate's trial loss, measured on its own (the supernet is restored after each).
+    losses = {k: algo._trial_loss(k, 1, data.weight_batches) for k in candidates}
+    assert losses[candidates[0]] != losses[candidates[1]]
+    algo.begin_epoch(2, data.weight_batches, data.alpha_batches)  # stage 1: one op enters
+    assert algo.entered == [max(candidates, key=losses.get)]
