@@ -12,7 +12,7 @@ from harness.config import DataSettings
 from harness.errors import HarnessError
 from harness.search_data import make_search_data
 from methods.selection import progressive
-from methods.selection.base import SelectionContext, edge_order
+from methods.selection.base import SelectionContext, SelectionCost, edge_order
 from methods.selection.darts_pt import DartsPT
 from methods.selection.finetune import finetune, steps_for
 from methods.selection.magnitude import Magnitude
@@ -219,3 +219,25 @@ def test_settings_and_display_names():
 def test_bad_options_raise_one_clear_error(options, message):
     with pytest.raises(HarnessError, match=message):
         DartsPT(**options)
+
+
+def test_finetuning_trains_only_the_decided_op_on_a_decided_edge(tiny_context):
+    net = _tiny_supernet()
+    conv3, conv1 = OP_NAMES.index("nor_conv_3x3"), OP_NAMES.index("nor_conv_1x1")
+    before = _state(net)
+    finetune(net, tiny_context, {0: conv3}, steps=3, lr=0.05, train_alphas=False,
+             cost=SelectionCost())  # fmt: skip
+    after = net.state_dict()
+
+    def moved(edge, op):
+        prefix = f".edges.{edge}.ops.{op}."
+        names = [n for n in before if prefix in n and n.endswith("weight")]
+        assert names, prefix
+        return any(not torch.equal(before[n], after[n]) for n in names)
+
+    # Edge 0 is one-hot on conv3x3 in every forward: its conv1x1 gets no gradient (and
+    # so no weight decay); the conv3x3 it kept trains, as does conv1x1 on undecided edge 1.
+    assert not moved(0, conv1)
+    assert moved(0, conv3)
+    assert moved(1, conv1)
+    assert torch.equal(before["alphas"], after["alphas"])  # train_alphas=False
