@@ -86,3 +86,19 @@ def tiny_image_folder(tmp_path_factory) -> Path:
             pixels = np.ascontiguousarray(image.permute(1, 2, 0).numpy())
             Image.fromarray(pixels).save(folder / f"{n:04d}.png")
     return root
+
+
+@pytest.fixture
+def run_args(tmp_path, tiny_image_folder, ground_truth_csv):
+    """`harness run` on the smoke preset and the tiny image folder, results in
+    ``tmp_path / "results"``; later arguments (e.g. another --seeds) win."""
+
+    def build(*extra: str) -> list[str]:
+        return [
+            "run", "--preset", "smoke", "--seeds", "0-1", "--quiet",
+            "--data", str(tiny_image_folder), "--cache", str(tmp_path / "cache"),
+            "--results", str(tmp_path / "results"), "--ground-truth", str(ground_truth_csv),
+            *extra,
+        ]  # fmt: skip
+
+    return build

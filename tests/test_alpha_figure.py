@@ -10,16 +10,9 @@ from harness.report import curves
 from spaces.nb201 import EDGE_NAMES, OP_NAMES
 
 
-def test_alpha_figure_plots_the_weights_of_metrics_csv(
-    tmp_path, tiny_image_folder, ground_truth_csv, monkeypatch
-):
+def test_alpha_figure_plots_the_weights_of_metrics_csv(tmp_path, run_args, monkeypatch):
     results, out = tmp_path / "results", tmp_path / "report"
-    args = [
-        "run", "--preset", "smoke", "--seeds", "0-1", "--quiet", "--methods", "magnitude",
-        "--data", str(tiny_image_folder), "--cache", str(tmp_path / "cache"),
-        "--results", str(results), "--ground-truth", str(ground_truth_csv),
-    ]  # fmt: skip
-    assert main(args) == 0
+    assert main(run_args("--methods", "magnitude")) == 0
 
     plotted: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
     original = curves.save_figure

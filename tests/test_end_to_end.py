@@ -61,18 +61,11 @@ def test_run_then_report(tmp_path, tiny_image_folder, ground_truth_csv, capsys):
     assert checked == 4 * 3
 
 
-def test_ostr_ablation_runs_and_gets_its_own_table(
-    tmp_path, tiny_image_folder, ground_truth_csv
-):
+def test_ostr_ablation_runs_and_gets_its_own_table(tmp_path, run_args):
     from methods.selection.ostr import ABLATION
 
     results, out = tmp_path / "results", tmp_path / "report"
-    args = [
-        "run", "--preset", "smoke", "--seeds", "0", "--quiet", "--methods", "ostr-ablation",
-        "--data", str(tiny_image_folder), "--cache", str(tmp_path / "cache"),
-        "--results", str(results), "--ground-truth", str(ground_truth_csv),
-    ]  # fmt: skip
-    assert main(args) == 0
+    assert main(run_args("--seeds", "0", "--methods", "ostr-ablation")) == 0
     assert main(["report", "--results", str(results), "--out", str(out)]) == 0
     table = out / "tables" / "ostr_ablation.md"
     text = table.read_text()

@@ -10,19 +10,6 @@ from spaces.nb201 import PARAMETER_FREE_OPS, decode
 from spaces.nb201.ops import OP_NAMES
 
 
-@pytest.fixture
-def run_args(tmp_path, tiny_image_folder, ground_truth_csv):
-    def build(*extra: str) -> list[str]:
-        return [
-            "run", "--preset", "smoke", "--seeds", "0-1", "--quiet",
-            "--data", str(tiny_image_folder), "--cache", str(tmp_path / "cache"),
-            "--results", str(tmp_path / "results"), "--ground-truth", str(ground_truth_csv),
-            *extra,
-        ]  # fmt: skip
-
-    return build
-
-
 def _calls(monkeypatch):
     calls = {"train": 0, "select": 0}
     import harness.pipeline as pipeline

@@ -52,6 +52,7 @@ __all__ = ["ReportSummary", "build_report", "format_table_for_terminal"]
 log = logging.getLogger(__name__)
 
 TITLE = "Architecture selection on NAS-Bench-201"
+ABLATION_TITLE = "OStr: criterion as described; choices are the harness's"
 ABLATION_CAPTION = (
     "OStr's public text fixes only the criterion: the strength of an op is the change of the "
     "final loss when it alone replaces the mixed edge, decided edge by edge. Every other "
@@ -147,7 +148,7 @@ def build_report(
     display = display_table(numeric)
     blocks = [(_block_title(c), display[display["algorithm"] == c.algorithm]) for c in configs]
     blocks = [(t, f.drop(columns="algorithm").reset_index(drop=True)) for t, f in blocks]
-    paper_md = _paper_markdown(blocks)
+    paper_md = _blocks_markdown(f"{TITLE}: test accuracy at the final epoch", PAPER_CAPTION, blocks)
     paper_tex = latex_table(blocks, PAPER_CAPTION, "tab:nb201-selection", NUMERIC_COLUMNS)
     correlations = correlation_display(final_epoch_correlations(per_row))
     correlations_md = correlation_markdown(correlations, TITLE)
@@ -161,10 +162,12 @@ def build_report(
         ("rank_correlations.md", correlations_md),
     ]
     if ablation:
-        outputs.append(("ostr_ablation.md", _ablation_markdown(ablation)))
+        outputs.append(
+            ("ostr_ablation.md", _blocks_markdown(ABLATION_TITLE, ABLATION_CAPTION, ablation))
+        )
     table_files = [_write_text(tables_dir / name, text) for name, text in outputs]
     ablation_entries = [
-        TableEntry("OStr: criterion as described; choices are the harness's", ABLATION_CAPTION,
+        TableEntry(ABLATION_TITLE, ABLATION_CAPTION,
                    ablation, NUMERIC_COLUMNS, [("Markdown", "tables/ostr_ablation.md")])
     ] if ablation else []  # fmt: skip
 
@@ -239,15 +242,8 @@ def _block_title(config: ConfigEntry) -> str:
     )
 
 
-def _ablation_markdown(blocks: list[tuple[str, pd.DataFrame]]) -> str:
-    parts = ["# OStr: criterion as described; choices are the harness's\n", ABLATION_CAPTION + "\n"]
-    for title, frame in blocks:
-        parts += [f"## {title}\n", markdown_table(frame, NUMERIC_COLUMNS)]
-    return "\n".join(parts)
-
-
-def _paper_markdown(blocks: list[tuple[str, pd.DataFrame]]) -> str:
-    parts = [f"# {TITLE}: test accuracy at the final epoch\n", PAPER_CAPTION + "\n"]
+def _blocks_markdown(heading: str, caption: str, blocks: list[tuple[str, pd.DataFrame]]) -> str:
+    parts = [f"# {heading}\n", caption + "\n"]
     for title, frame in blocks:
         parts += [f"## {title}\n", markdown_table(frame, NUMERIC_COLUMNS)]
     return "\n".join(parts)
