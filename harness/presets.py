@@ -125,8 +125,8 @@ def build_config(
         sections[section] = cls(**values)
     # Every option, defaults included, so that a changed default never lets a store made
     # under the old one be reused (the options are part of the run key).
-    options = parse_options(get_algorithm(algorithm).options_class, algorithm_options or {},
-                            algorithm)  # fmt: skip
+    algorithm_class = get_algorithm(algorithm)
+    options = parse_options(algorithm_class.options_class, algorithm_options or {}, algorithm)
     config = ExperimentConfig(
         preset=preset,
         algorithm=algorithm,
@@ -134,4 +134,6 @@ def build_config(
         device=device,
         **sections,
     )
-    return config.validate()
+    config.validate()
+    algorithm_class.check_settings(options, config.train)
+    return config

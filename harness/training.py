@@ -108,12 +108,11 @@ def train_supernet(
     bar = tqdm(total=total, initial=start, desc=f"seed {seed}", unit="epoch", disable=not progress)
     for epoch in range(start, total):
         began = time.perf_counter()
-        row: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "lr": algorithm.scheduler.get_last_lr()[0],
-            "threads": torch.get_num_threads(),  # results are bit-exact per thread count
-        }
+        row: dict[str, Any] = {"epoch": epoch + 1}
         row.update(algorithm.begin_epoch(epoch, search.weight_batches, search.alpha_batches))
+        # After begin_epoch, which may restart the schedule (OPP-DARTS).
+        row["lr"] = algorithm.weight_optimizer.param_groups[0]["lr"]
+        row["threads"] = torch.get_num_threads()  # results are bit-exact per thread count
         supernet.train()
         losses, accuracies = [], []
         for weight_batch, alpha_batch in zip(

@@ -69,9 +69,7 @@ def test_batched_scoring_selects_the_same_cell_with_the_same_scores(
     assert batched.edge_order == one.edge_order
     # atol: a one-hot `none` row zeroes a node, and BatchNorm of the constant that follows
     # divides float rounding by sqrt(eps); such scores agree to ~1e-4, the rest to ~1e-7.
-    np.testing.assert_allclose(
-        np.array(batched.scores), np.array(one.scores), rtol=1e-4, atol=2e-4
-    )
+    np.testing.assert_allclose(np.array(batched.scores), np.array(one.scores), rtol=1e-4, atol=2e-4)
     assert batched.cost.forward_passes == one.cost.forward_passes
     assert batched.settings["candidate_batch"] == 4 and one.settings["candidate_batch"] == 1
 

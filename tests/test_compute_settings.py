@@ -92,4 +92,3 @@ def test_fused_and_reference_training_agree_to_float_tolerance(tmp_path, tiny_ar
     assert states["fused"].keys() == states["reference"].keys()
     for name, value in states["reference"].items():
         torch.testing.assert_close(states["fused"][name], value, rtol=1e-3, atol=1e-4, msg=name)
-

@@ -71,9 +71,7 @@ def load_results(results_dir: Path) -> ResultTables:
     else:
         log.info("%s is absent (older results): no alpha-trajectory figure", mixing_path)
         mixing = pd.DataFrame(columns=MIXING_COLUMNS)
-    tables = ResultTables(
-        frames[RECORDS_FILE], frames[SELECTIONS_FILE], frames[RUNS_FILE], mixing
-    )
+    tables = ResultTables(frames[RECORDS_FILE], frames[SELECTIONS_FILE], frames[RUNS_FILE], mixing)
     if tables.records.empty:
         raise HarnessError(f"no results in {results_dir}: run `harness run` first")
     log.info(

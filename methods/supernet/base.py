@@ -37,13 +37,20 @@ class SupernetAlgorithm:
         self.supernet = supernet
         self.train_settings = train
         self.options = parse_options(self.options_class, options or {}, self.name)
+        self.check_settings(self.options, train)
         self.make_optimisers()
 
-    def make_optimisers(self) -> None:
+    @classmethod
+    def check_settings(cls, options: Any, train: TrainSettings) -> None:
+        """Refuse options that cannot work with ``train``, before any work starts."""
+
+    def make_optimisers(self, lr: float | None = None, schedule_epochs: int | None = None) -> None:
+        """Fresh optimisers; the cosine runs from ``lr`` (train.lr) over ``schedule_epochs``
+        (train.epochs) epochs."""
         train = self.train_settings
         self.weight_optimizer = torch.optim.SGD(
             self.supernet.weight_parameters(),
-            lr=train.lr,
+            lr=train.lr if lr is None else lr,
             momentum=train.momentum,
             weight_decay=train.weight_decay,
         )
@@ -54,7 +61,9 @@ class SupernetAlgorithm:
             weight_decay=train.arch_weight_decay,
         )
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            self.weight_optimizer, T_max=train.epochs, eta_min=train.lr_min
+            self.weight_optimizer,
+            T_max=train.epochs if schedule_epochs is None else schedule_epochs,
+            eta_min=train.lr_min,
         )
 
     def arch_lr(self) -> float:

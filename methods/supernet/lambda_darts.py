@@ -52,11 +52,11 @@ class LambdaDarts(SupernetAlgorithm):
     name = "lambda-darts"
     options_class = LambdaDartsOptions
 
-    def __init__(self, supernet, train, options=None) -> None:
-        super().__init__(supernet, train, options)
-        if self.options.step_order not in STEP_ORDERS:
+    @classmethod
+    def check_settings(cls, options: LambdaDartsOptions, train: TrainSettings) -> None:
+        if options.step_order not in STEP_ORDERS:
             raise HarnessError(
-                f"unknown step_order {self.options.step_order!r} for lambda-darts; "
+                f"unknown step_order {options.step_order!r} for lambda-darts; "
                 f"use {' or '.join(STEP_ORDERS)}"
             )
         if train.step_order != TrainSettings.step_order:
@@ -64,6 +64,9 @@ class LambdaDarts(SupernetAlgorithm):
                 "lambda-darts takes its step order from algorithm.step_order, "
                 "not train.step_order; set --set algorithm.step_order=..."
             )
+
+    def __init__(self, supernet, train, options=None) -> None:
+        super().__init__(supernet, train, options)
         self.current_lambda = 0.0
         self._cosines: list[float] = []
 

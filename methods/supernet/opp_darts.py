@@ -1,94 +1,160 @@
-"""OPP-DARTS (Zhu et al.): operations enter the search progressively, skip_connect last.
+"""OPP-DARTS (Zhu et al.): operations enter the search one at a time, skip_connect last.
 
-Training runs in stages. The first stage searches over ``initial_ops`` only (the
-other ops are masked out through the supernet's ``active_ops``). At each stage
-boundary every remaining candidate (``skip_connect`` excepted while others remain) is
-tried: it is added with fresh parameters and alphas, and the supernet's mean
-training loss over ``trial_batches`` unaugmented batches of the weight split is
-measured; the candidate giving the LARGEST loss enters (it is the op the current
-supernet is least able to absorb). The newcomer keeps its fresh parameters and
-alphas, and both optimisers are re-created (the cosine schedule keeps its place).
+The schedule of the public code (zxunyu/OPP-DARTS, ``train_search.py``, DARTS space):
 
-Defaults for NAS-Bench-201 (a harness choice; the paper's full text is not here):
-start from ``none`` and ``nor_conv_3x3``; four stages of equal length, so
-``nor_conv_1x1`` and ``avg_pool_3x3`` enter in an order chosen by the criterion, then
-``skip_connect``.
+* **Start** with one parametric op: every parametric candidate is tried alone in a
+  freshly initialised network, scored by its mean training loss over the whole
+  (augmented) weight split, and the one with the LARGEST loss starts the search.
+* **Admit** one more op every ``add_op_epoch`` epochs (2 in a 50-epoch search): at
+  epochs ``a, 2a, ..., n*a`` each remaining candidate is tried (added with fresh
+  parameters and a fresh ``1e-3 * randn`` alpha, scored as above) and the largest-loss
+  one enters. ``none`` is an ordinary candidate that must earn its way in.
+* **skip_connect** enters last, at the next slot ``(n+1)*a`` (epoch 14 of 50 there,
+  where n = 6), without a trial.
+* After every admission both optimisers are new (fresh momenta and Adam moments) and
+  the weights' cosine schedule restarts from the current learning rate over the epochs
+  left.
+
+The port to NAS-Bench-201 (the reference covers the DARTS space only) decides:
+
+* the parametric ops are ``nor_conv_1x1`` and ``nor_conv_3x3``; the candidates that
+  follow are ``none``, the other convolution and ``avg_pool_3x3`` (n = 3), so by the
+  reference's rule skip enters at ``4*a`` (epoch 8 of 50). The rule is ported, not the
+  epoch number; ``skip_epoch`` sets another epoch (e.g. 14 for the reference's 28 %).
+* ``add_op_epoch`` 0 scales the spacing with the run: ``max(1, round(2 * epochs / 50))``.
+* One supernet holds every op, masked through its ``active_ops``: a "fresh network" is
+  this supernet with only the tried op switched on (stem and classifier are shared by
+  the initial trials; the reference builds a separate network per candidate).
+* Trials run with BatchNorm in training mode, and the supernet is restored after each.
+  (The reference's later trials deep-copy cells left in eval mode by its validation
+  pass, so there the old ops use running statistics; the harness does not copy that.)
+* ``trial_batches`` N > 0 scores on the first N batches instead of the whole split (a
+  cheaper, recorded deviation).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from harness.config import TrainSettings
 from harness.errors import HarnessError
 from methods.supernet.base import SupernetAlgorithm
 from spaces.nb201 import OP_NAMES
 from spaces.nb201.networks import SearchCell
 
 SKIP = OP_NAMES.index("skip_connect")
+PARAMETRIC = tuple(OP_NAMES.index(n) for n in ("nor_conv_1x1", "nor_conv_3x3"))
+REFERENCE_SPACING = (2, 50)  # add_op_epoch = 2 in the reference's 50-epoch search
 
 
 @dataclasses.dataclass(frozen=True)
 class OppDartsOptions:
-    initial_ops: str = "none,nor_conv_3x3"  # comma-separated op names
-    stage_epochs: int = 0  # 0: split the epochs evenly over the stages
-    trial_batches: int = 4
+    initial_op: str = "max-loss"  # or the name of a parametric op
+    add_op_epoch: int = 0  # 0: 2 epochs per 50 of the run, at least 1
+    skip_epoch: int = 0  # 0: the reference's rule, the slot after the last candidate
+    trial_batches: int = 0  # 0: the whole weight split, as the reference
+    restart_schedule: bool = True  # cosine restarts over the epochs left, as the reference
     alpha_init_scale: float = 1e-3
+
+
+def admission_epochs(num_candidates: int, add_op_epoch: int, skip_epoch: int = 0) -> list[int]:
+    """Epochs (0-based, at their start) at which ops enter; the last one is skip_connect.
+
+    The reference admits a candidate when ``epoch % a == 0`` for ``epoch`` in
+    ``a, ..., n*a`` and skip when ``epoch > n*a`` is next a multiple of ``a``.
+    """
+    epochs = [add_op_epoch * k for k in range(1, num_candidates + 1)]
+    return [*epochs, skip_epoch or add_op_epoch * (num_candidates + 1)]
+
+
+def resolved_spacing(options: OppDartsOptions, train: TrainSettings) -> int:
+    if options.add_op_epoch > 0:
+        return options.add_op_epoch
+    every, of = REFERENCE_SPACING
+    return max(1, round(every * train.epochs / of))
 
 
 class OppDarts(SupernetAlgorithm):
     name = "opp-darts"
     options_class = OppDartsOptions
 
+    @classmethod
+    def check_settings(cls, options: OppDartsOptions, train: TrainSettings) -> None:
+        if options.initial_op != "max-loss" and options.initial_op not in (
+            OP_NAMES[k] for k in PARAMETRIC
+        ):
+            raise HarnessError(
+                f"opp-darts initial_op {options.initial_op!r} must be max-loss or one of "
+                f"{', '.join(OP_NAMES[k] for k in PARAMETRIC)}"
+            )
+        for name in ("add_op_epoch", "skip_epoch", "trial_batches"):
+            if getattr(options, name) < 0:
+                raise HarnessError(f"opp-darts {name} must be 0 or positive")
+        schedule = admission_epochs(
+            len(OP_NAMES) - 2, resolved_spacing(options, train), options.skip_epoch
+        )
+        if options.skip_epoch and options.skip_epoch <= schedule[-2]:
+            raise HarnessError(
+                f"opp-darts skip_epoch {options.skip_epoch} must come after the last "
+                f"candidate's admission at epoch {schedule[-2]}"
+            )
+        if schedule[-1] >= train.epochs:
+            raise HarnessError(
+                f"opp-darts admits ops at epochs {schedule} (skip_connect last), which needs "
+                f"more than {schedule[-1]} epochs; the run has {train.epochs}: raise the "
+                "epochs or lower algorithm.add_op_epoch / algorithm.skip_epoch"
+            )
+
     def __init__(self, supernet, train, options=None) -> None:
         super().__init__(supernet, train, options)
-        names = [n.strip() for n in self.options.initial_ops.split(",") if n.strip()]
-        unknown = [n for n in names if n not in OP_NAMES]
-        if unknown or not names or "skip_connect" in names:
-            raise HarnessError(
-                f"opp-darts initial_ops {self.options.initial_ops!r} must name ops from "
-                f"{', '.join(OP_NAMES)} other than skip_connect"
-            )
-        self.initial = [OP_NAMES.index(n) for n in names]
-        self.entered: list[int] = []  # ops added at stage boundaries, in order
-        with torch.no_grad():
+        self.spacing = resolved_spacing(self.options, train)
+        self.schedule = admission_epochs(len(OP_NAMES) - 2, self.spacing, self.options.skip_epoch)
+        self.admitted: list[int] = []  # every op switched on, in order; the first one started
+        with torch.no_grad():  # until epoch 0 chooses, the parametric candidates
             supernet.active_ops.fill_(False)
-            supernet.active_ops[:, self.initial] = True
-
-    @property
-    def num_stages(self) -> int:
-        return 1 + len(OP_NAMES) - len(self.initial)
-
-    @property
-    def stage_length(self) -> int:
-        if self.options.stage_epochs > 0:
-            return self.options.stage_epochs
-        return max(1, math.ceil(self.train_settings.epochs / self.num_stages))
+            supernet.active_ops[:, list(PARAMETRIC)] = True
 
     def begin_epoch(self, epoch: int, weight_batches, alpha_batches) -> dict[str, float]:
-        stage = min(epoch // self.stage_length, self.num_stages - 1)
-        while len(self.entered) < stage:
-            self._grow(epoch, len(self.entered) + 1, weight_batches)
-        return {"stage": stage, "active_ops": int(self.supernet.active_ops[0].sum())}
+        due = 1 + sum(1 for start in self.schedule if start <= epoch)
+        while len(self.admitted) < due:
+            self._admit(len(self.admitted), epoch, weight_batches)
+        return {"stage": len(self.admitted) - 1, "active_ops": len(self.admitted)}
 
-    def _grow(self, epoch: int, stage: int, weight_batches) -> None:
-        remaining = [k for k in range(len(OP_NAMES)) if k not in self.initial + self.entered]
-        candidates = [k for k in remaining if k != SKIP] or remaining
-        losses = {k: self._trial_loss(k, stage, weight_batches) for k in candidates}
-        newcomer = max(candidates, key=lambda k: (losses[k], -k))  # ties: earlier op
+    def _admit(self, stage: int, epoch: int, weight_batches) -> None:
+        if stage == 0:
+            candidates = list(PARAMETRIC)
+            if self.options.initial_op != "max-loss":
+                candidates = [OP_NAMES.index(self.options.initial_op)]
+            with torch.no_grad():
+                self.supernet.active_ops.fill_(False)
+        else:
+            remaining = [k for k in range(len(OP_NAMES)) if k not in self.admitted]
+            candidates = [k for k in remaining if k != SKIP] or remaining
+        if len(candidates) == 1:
+            newcomer = candidates[0]
+        else:
+            losses = {k: self._trial_loss(k, stage, weight_batches) for k in candidates}
+            newcomer = max(candidates, key=lambda k: (losses[k], -k))  # ties: earlier op
         self._activate(newcomer, stage)
-        self.entered.append(newcomer)
-        # Fresh optimiser state (momenta, Adam moments); the lr schedule keeps its place.
-        lrs = [group["lr"] for group in self.weight_optimizer.param_groups]
+        self.admitted.append(newcomer)
+        if stage > 0:
+            self._restart_optimisers(epoch)
+
+    def _restart_optimisers(self, epoch: int) -> None:
+        """New optimisers, as the reference; the cosine restarts from the lr in use."""
+        lr = self.weight_optimizer.param_groups[0]["lr"]
         schedule = self.scheduler.state_dict()
+        if self.options.restart_schedule:
+            self.make_optimisers(lr=lr, schedule_epochs=self.train_settings.epochs - epoch)
+            return
         self.make_optimisers()
         self.scheduler.load_state_dict(schedule)
-        for group, lr in zip(self.weight_optimizer.param_groups, lrs, strict=True):
+        for group in self.weight_optimizer.param_groups:
             group["lr"] = lr
 
     @torch.no_grad()
@@ -96,13 +162,14 @@ class OppDarts(SupernetAlgorithm):
         saved = {k: v.clone() for k, v in self.supernet.state_dict().items()}
         self._activate(op, stage)
         self.supernet.train()
-        losses = []
+        total, count = 0.0, 0
         for index, (x, y) in enumerate(weight_batches.epoch(10_000 + stage)):
-            if index >= self.options.trial_batches:
+            if self.options.trial_batches and index >= self.options.trial_batches:
                 break
-            losses.append(F.cross_entropy(self.supernet(x), y).item())
+            total += F.cross_entropy(self.supernet(x), y).item()
+            count += 1
         self.supernet.load_state_dict(saved)
-        return sum(losses) / len(losses)
+        return total / count
 
     def _activate(self, op: int, stage: int) -> None:
         """Give ``op`` fresh parameters and alphas (seeded by stage) and switch it on."""
@@ -122,9 +189,18 @@ class OppDarts(SupernetAlgorithm):
             self.supernet.active_ops[:, op] = True
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "entered": list(self.entered)}
+        return {**super().state_dict(), "admitted": list(self.admitted)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         # The op mask itself is a buffer of the supernet, restored with the model.
-        self.entered = list(state["entered"])
+        self.admitted = list(state["admitted"])
         super().load_state_dict(state)
+
+    def recorded_settings(self) -> dict[str, Any]:
+        settings = super().recorded_settings()
+        settings["admission"] = {
+            "add_op_epoch": self.spacing,
+            "epochs": [0, *self.schedule],
+            "order": "max-loss parametric op, then max-loss candidates, skip_connect last",
+        }
+        return settings
