@@ -45,6 +45,9 @@ class DataSettings:
     images_per_split: int | None = None  # None: the full 25k/25k search split
     split_seed: int = 0
     augment: bool = True
+    # The official NB201 split (AutoDL-Projects' cifar-split.txt) when given; else the
+    # seeded split. Its content hash, not its path, is in the run key.
+    split_file: str | None = None
 
     def validate(self) -> None:
         if self.dataset != "cifar10":
@@ -57,6 +60,18 @@ class DataSettings:
             raise HarnessError(f"resolution must be between 4 and 32, got {self.resolution}")
         if self.images_per_split is not None:
             _positive(images_per_split=self.images_per_split)
+        if self.split_file is not None:
+            if self.source != "torchvision":
+                raise HarnessError(
+                    "data.split_file indexes the official CIFAR-10 training files; "
+                    "use it with --data-source torchvision"
+                )
+            from harness.split_file import read_split_file
+
+            read_split_file(self.split_file)
+
+
+CLIP_SCOPES = ("weights", "all")
 
 
 @dataclass(frozen=True)
@@ -74,6 +89,10 @@ class TrainSettings:
     checkpoint_every: int = 10
     # DARTS updates alphas on a validation batch before each weight step.
     step_order: str = "alpha-then-weight"
+    nesterov: bool = False
+    # "weights": clip the weights' gradient norm (DARTS); "all": clip over every parameter,
+    # alphas included, as xautodl's search scripts do (see SupernetAlgorithm.weight_step).
+    clip_scope: str = "weights"
 
     def validate(self) -> None:
         _positive(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr)
@@ -85,6 +104,12 @@ class TrainSettings:
                 f"unknown step_order {self.step_order!r}; "
                 "use 'alpha-then-weight' or 'weight-then-alpha'"
             )
+        if self.clip_scope not in CLIP_SCOPES:
+            raise HarnessError(
+                f"unknown clip_scope {self.clip_scope!r}; use {' or '.join(CLIP_SCOPES)}"
+            )
+        if self.nesterov and self.momentum <= 0:
+            raise HarnessError("train.nesterov needs a positive train.momentum")
 
 
 CELL_IMPLEMENTATIONS = ("fused", "reference")
@@ -121,6 +146,12 @@ class ComputeSettings:
                 raise HarnessError(f"compute.{name} must be true or false")
 
 
+# Fields added after store format 2, with the default that reproduces the earlier behaviour.
+LATER_FIELDS: dict[str, dict[str, Any]] = {
+    "train": {"nesterov": False, "clip_scope": "weights"},
+    "data": {"split_file": None},
+}
+
 # What made stores written before the compute section existed (store format 1).
 FORMAT_1_COMPUTE = ComputeSettings(cell="reference", channels_last=False)
 
@@ -146,7 +177,15 @@ class ExperimentConfig:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The settings as recorded and hashed; fields added after store format 2 are left
+        out while at their default, so that stores made before they existed keep their
+        keys (a non-default value is recorded and changes the key)."""
+        raw = dataclasses.asdict(self)
+        for section, defaults in LATER_FIELDS.items():
+            for name, default in defaults.items():
+                if raw[section][name] == default:
+                    del raw[section][name]
+        return raw
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ExperimentConfig:
@@ -172,6 +211,10 @@ def run_key(config: ExperimentConfig, seed: int, data_fingerprint: str) -> str:
     """
     identity = config.to_dict()
     identity.pop("preset")
+    if config.data.split_file is not None:
+        from harness.split_file import split_file_digest
+
+        identity["data"]["split_file"] = "sha256:" + split_file_digest(config.data.split_file)
     identity.update(seed=seed, data_fingerprint=data_fingerprint, format=STORE_FORMAT_VERSION)
     return hash_settings(identity)
 

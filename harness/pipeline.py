@@ -41,6 +41,9 @@ class RunSummary:
     records: int = 0
     seconds: float = 0.0
     run_keys: dict[int, str] = field(default_factory=dict)
+    # Where jobs ran, as each job itself saw it: "dask <worker address>" only when it ran
+    # on a Dask worker, else "process <pid>" ("in-process" without workers).
+    executors: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,7 @@ def run_experiment(
                 joblib.delayed(_train_job)(config, s, results_dir, location, threads)
                 for s in to_train
             ]
-            _parallel(execution, jobs, "training", progress)
+            summary.executors.update(w for _, w in _parallel(execution, jobs, "training", progress))
         summary.trained_seeds = to_train
 
     baselines = SELECTION_DEFAULTS.get(config.preset, {})
@@ -141,7 +144,10 @@ def run_experiment(
                 )
                 for path, missing in pending
             ]
-            _parallel(execution, jobs, "selection", progress)
+            summary.executors.update(w for _, w in _parallel(execution, jobs, "selection",
+                                                              progress))  # fmt: skip
+    if (to_train or pending) and execution.in_process:
+        summary.executors.add("in-process")
     tables = write_tables(results_dir, truth)
     summary.records = len(tables["records"])
     summary.seconds = time.perf_counter() - began
@@ -161,13 +167,24 @@ def _selected(checkpoint_path: Path, method: SelectionMethod) -> bool:
 
 def _train_job(config, seed: int, results_dir: Path, location: DataLocation, threads: int):
     torch.set_num_threads(threads)
-    return train_supernet(config, seed, results_dir, location.load(), progress=False).run_key
+    outcome = train_supernet(config, seed, results_dir, location.load(), progress=False)
+    return outcome.run_key, _where_this_runs()
 
 
 def _select_job(path: Path, specs, baselines, location, truth, device: str, threads: int):
     torch.set_num_threads(threads)
     methods = [make_method(s, baselines) for s in specs]
-    return len(select_at_checkpoint(path, methods, location.load(), truth, device))
+    count = len(select_at_checkpoint(path, methods, location.load(), truth, device))
+    return count, _where_this_runs()
+
+
+def _where_this_runs() -> str:
+    try:
+        from distributed import get_worker
+
+        return f"dask {get_worker().address}"
+    except (ImportError, ValueError):  # ValueError: not inside a Dask worker
+        return f"process {os.getpid()}"
 
 
 def _parallel(execution: Execution, tasks: list, stage: str, progress: bool) -> list:

@@ -13,6 +13,8 @@ import torch
 
 from harness.config import DataSettings
 from harness.data import Batches, CIFAR10Arrays, downsample, search_split
+from harness.errors import HarnessError
+from harness.split_file import read_split_file
 
 NUM_CLASSES = {"cifar10": 10}
 
@@ -32,6 +34,26 @@ def _stream_seed(seed: int, stream: int) -> int:
     return seed * 1000 + stream
 
 
+def official_split(settings: DataSettings, num_train: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The split file's halves; ``images_per_split`` takes the first N of each."""
+    weight, alpha = read_split_file(settings.split_file)
+    largest = int(max(weight.max(), alpha.max()))
+    if largest >= num_train:
+        raise HarnessError(
+            f"split file {settings.split_file} indexes image {largest}, but the training set "
+            f"has {num_train}: it belongs to another data set"
+        )
+    count = settings.images_per_split
+    if count is not None:
+        if count > min(len(weight), len(alpha)):
+            raise HarnessError(
+                f"images_per_split={count} exceeds the split file's halves "
+                f"({len(weight)} / {len(alpha)} images)"
+            )
+        weight, alpha = weight[:count], alpha[:count]
+    return weight, alpha
+
+
 def make_search_data(
     settings: DataSettings,
     arrays: CIFAR10Arrays,
@@ -39,9 +61,12 @@ def make_search_data(
     batch_size: int,
     device: torch.device | str = "cpu",
 ) -> SearchData:
-    weight_idx, alpha_idx = search_split(
-        len(arrays.train_labels), settings.split_seed, settings.images_per_split
-    )
+    if settings.split_file is None:
+        weight_idx, alpha_idx = search_split(
+            len(arrays.train_labels), settings.split_seed, settings.images_per_split
+        )
+    else:
+        weight_idx, alpha_idx = official_split(settings, len(arrays.train_labels))
     weight_images = downsample(arrays.train_images[weight_idx], settings.resolution)
     alpha_images = downsample(arrays.train_images[alpha_idx], settings.resolution)
     weight_labels = arrays.train_labels[weight_idx]

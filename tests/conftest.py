@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from required import missing
 
 from harness.data import CIFAR10Arrays
 
@@ -40,7 +41,7 @@ def ground_truth_csv() -> Path:
         )
     )
     if not path.is_file():
-        pytest.skip(f"NAS-Bench-201 ground-truth table not found at {path}")
+        missing(f"NAS-Bench-201 ground-truth table not found at {path}")
     return path
 
 

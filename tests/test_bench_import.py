@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from required import module  # noqa: I001
 
-pytest.importorskip("nas_201_api")
-import nas_201_api  # noqa: E402
+nas_201_api = module("nas_201_api")
 from nas_201_api import ArchResults, NASBench201API  # noqa: E402
 
 from harness.bench_import import import_benchmark, import_nb201  # noqa: E402
@@ -247,7 +247,7 @@ SEEDS_12_NATS = {d: (111, 777, 888) for d in EVAL_SETS}
 
 def nats_arch_states(index: int) -> dict[str, dict]:
     """One architecture's entry as NATStopology stores it: hp ('12'/'200') -> state dict."""
-    nats_bench = pytest.importorskip("nats_bench")
+    nats_bench = module("nats_bench")
     return {
         "12": arch_results(index, "12", SEEDS_12_NATS, nats_bench).state_dict(),
         "200": arch_results(index, "200", SEEDS_200, nats_bench).state_dict(),
@@ -256,7 +256,7 @@ def nats_arch_states(index: int) -> dict[str, dict]:
 
 def write_nats_file(path: Path) -> Path:
     """The single-file layout NATStopology(fast_mode=False) reads (a dict, bz2-pickled)."""
-    nats_bench = pytest.importorskip("nats_bench")
+    nats_bench = module("nats_bench")
     data = {
         "meta_archs": ARCHS,
         "arch2infos": {i: nats_arch_states(i) for i in range(len(ARCHS))},
@@ -268,7 +268,7 @@ def write_nats_file(path: Path) -> Path:
 
 def write_nats_dir(path: Path) -> Path:
     """The fast-mode archive: meta.pickle.pbz2 plus one file per architecture."""
-    nats_bench = pytest.importorskip("nats_bench")
+    nats_bench = module("nats_bench")
     path.mkdir()
     nats_bench.pickle_save({"meta_archs": ARCHS}, str(path / "meta.pickle.pbz2"), ext="")
     for i in range(len(ARCHS)):

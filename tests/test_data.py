@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from required import missing
 
 import harness.data as data
 from harness.data import (
@@ -440,7 +441,7 @@ def test_seed_for_is_stable():
 def test_real_cifar10_folder(tmp_path):
     root = shared_data_root() / "cifar10-jpeg"
     if not (root / "train").is_dir():
-        pytest.skip(f"shared CIFAR-10 image folder not found at {root}")
+        missing(f"shared CIFAR-10 image folder not found at {root}")
     t0 = time.perf_counter()
     d = load_cifar10("folder", root, tmp_path)
     t_decode = time.perf_counter() - t0

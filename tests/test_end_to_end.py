@@ -39,6 +39,7 @@ def test_run_then_report(tmp_path, tiny_image_folder, ground_truth_csv, capsys):
             assert (out / "figures" / f"{name}.{suffix}").stat().st_size > 1000
     html = (out / "index.html").read_text()
     assert "image folder: not the official pixels" in html  # what produced it, recorded
+    assert "seeded (split_seed 0)" in html
     for png in (out / "figures").glob("*.png"):
         assert f"figures/{png.name}" in html
     assert (out / "tables" / "paper_table.tex").read_text().count("\\toprule") >= 1

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import math
 
 import pandas as pd
 import torch
 
 from harness.checkpoints import build_supernet
 from harness.presets import build_config
-from harness.report.published import reference_for
 from harness.store import RunStore
 from harness.training import train_supernet
 
@@ -49,17 +47,3 @@ def test_fixed_alpha_differs_from_darts_in_run_key(tmp_path, tiny_arrays):
     moved = RunStore(tmp_path, darts.run_key).load_checkpoint(3)["model"]["alphas"]
     kept = RunStore(tmp_path, fixed.run_key).load_checkpoint(3)["model"]["alphas"]
     assert not torch.equal(moved, kept)
-
-
-def test_published_fix_alpha_number_only_on_the_fixed_alpha_supernet():
-    paper = reference_for("darts-fixed-alpha", "darts-pt", "darts-pt[fix-alpha]", False)
-    assert paper.accuracy[0] == 93.80
-    on_trained = reference_for("darts", "darts-pt", "darts-pt[fix-alpha]", False)
-    assert math.isnan(on_trained.accuracy[0])
-    assert "trained" in on_trained.source and "darts-fixed-alpha" in on_trained.source
-    # Other rows on the fixed-alpha supernet have no published number.
-    for name, method in (("darts-pt", "darts-pt"), ("magnitude", "magnitude")):
-        reference = reference_for("darts-fixed-alpha", name, method, False)
-        assert math.isnan(reference.accuracy[0]), method
-    assert reference_for("darts", "darts-pt", "darts-pt", False).accuracy[0] == 88.11
-    assert reference_for("darts", "magnitude", "magnitude", False).accuracy[0] == 54.30

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from required import missing
 
 from harness.errors import HarnessError
 from harness.ground_truth import (
@@ -43,7 +44,7 @@ def _real_table_path() -> Path | None:
 def real() -> GroundTruth:
     path = _real_table_path()
     if path is None:
-        pytest.skip(f"no real ground-truth table (set {ENV_VAR})")
+        missing(f"no real ground-truth table (set {ENV_VAR})")
     return GroundTruth.from_csv(path)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 
@@ -98,7 +100,7 @@ def _checkpoint_tensors(results):
 
 @pytest.mark.parametrize("parallel", [("--jobs", "2"), ("--jobs", "2", "--cluster", "local")])
 def test_parallel_execution_matches_in_process(tmp_path, tiny_image_folder, ground_truth_csv,
-                                               parallel):  # fmt: skip
+                                               parallel, capsys):  # fmt: skip
     def args(results, *extra):
         return [
             "run", "--preset", "smoke", "--seeds", "0-1", "--quiet",
@@ -109,7 +111,15 @@ def test_parallel_execution_matches_in_process(tmp_path, tiny_image_folder, grou
         ]  # fmt: skip
 
     assert main(args("serial", "--threads", "1")) == 0
+    capsys.readouterr()
     assert main(args("parallel", *parallel)) == 0  # 2 cores / 2 jobs = 1 thread each
+    # Each job reports where it ran; only a job running on a Dask worker can say "Dask".
+    summary = capsys.readouterr().out
+    if "--cluster" in parallel:
+        assert re.search(r"jobs ran on [12] Dask worker\(s\): tcp://127\.0\.0\.1:\d+", summary)
+    else:
+        assert re.search(r"jobs ran in [12] worker process\(es\)", summary)
+        assert "Dask" not in summary
     serial, par = (
         _checkpoint_tensors(tmp_path / "serial"),
         _checkpoint_tensors(tmp_path / "parallel"),

@@ -6,10 +6,11 @@ from harness.cli import main
 from harness.presets import build_config, pixels_warning
 
 
-def test_only_the_paper_preset_off_the_official_files_warns():
-    assert "not the official pixels" in pixels_warning(build_config("paper"))
-    official = build_config("paper", {"data": {"source": "torchvision"}})
-    assert pixels_warning(official) is None
+def test_only_published_protocol_presets_off_the_official_files_warn():
+    for preset in ("paper", "xautodl"):
+        assert "not the official pixels" in pixels_warning(build_config(preset))
+        official = build_config(preset, {"data": {"source": "torchvision"}})
+        assert pixels_warning(official) is None
     for preset in ("proxy", "quick", "smoke"):
         assert pixels_warning(build_config(preset)) is None
 

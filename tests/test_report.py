@@ -179,9 +179,10 @@ def test_paper_table_numbers_equal_recomputed_mean_std(built) -> None:
             assert float(std) == pytest.approx(acc["accuracy"].std(ddof=1), abs=0.006)
         checked += 1
     assert checked == 2 * 4 * 3
-    darts = table[("darts", "magnitude")]
-    assert darts["published (C10 / C100 / IN16)"] == "54.30 / 15.61 / 16.32"
-    assert table[("lambda-darts", "magnitude")]["published (C10 / C100 / IN16)"].startswith("94.36")
+    # These runs (6 epochs) are no published protocol: no number beside them (rows that
+    # match one are checked in test_published.py).
+    assert table[("darts", "magnitude")]["published (C10 / C100 / IN16)"] == "—"
+    assert table[("lambda-darts", "magnitude")]["published (C10 / C100 / IN16)"] == "—"
     assert table[("darts", "ostr[taylor]")]["published (C10 / C100 / IN16)"] == "—"
     assert table[("darts", "oracle (upper bound)")]["p vs magnitude"] == "—"
     assert table[("darts", "ostr[taylor]")]["search s/run"] == "101"

@@ -79,7 +79,15 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"{config.algorithm}: trained seeds {outcome.trained_seeds or 'none (cached)'}; "
             f"selections computed {outcome.selections_computed}, reused "
-            f"{outcome.selections_reused}; {outcome.seconds:.1f} s"
+            f"{outcome.selections_reused}; {outcome.seconds:.1f} s{_ran_on(outcome.executors)}"
         )
     print(f"records: {results / 'records.parquet'}")
     return 0
+
+
+def _ran_on(executors: set[str]) -> str:
+    dask = sorted(e.split(" ", 1)[1] for e in executors if e.startswith("dask "))
+    if dask:
+        return f"; jobs ran on {len(dask)} Dask worker(s): {', '.join(dask)}"
+    processes = [e for e in executors if e.startswith("process ")]
+    return f"; jobs ran in {len(processes)} worker process(es)" if processes else ""

@@ -95,6 +95,15 @@ def _pixels(settings: dict[str, Any]) -> str:
     return "—"
 
 
+def _split(settings: dict[str, Any]) -> str:
+    data = settings.get("config", {}).get("data", {})
+    if data.get("split_file"):
+        return f"split file {data['split_file']}"
+    if "split_seed" in data:
+        return f"seeded (split_seed {data['split_seed']})"
+    return "—"
+
+
 def _provenance(configs: list[ConfigEntry]) -> str:
     rows = pd.DataFrame(
         [
@@ -103,6 +112,7 @@ def _provenance(configs: list[ConfigEntry]) -> str:
                 "preset": c.preset,
                 "config key": c.config_key,
                 "CIFAR-10 pixels": _pixels(c.settings),
+                "search split": _split(c.settings),
                 "seeds": _span(c.seeds),
                 "checkpoint epochs": _span(c.epochs),
                 "final epoch": str(c.final_epoch),

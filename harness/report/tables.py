@@ -8,6 +8,7 @@ supernets (same algorithm, same seeds), CIFAR-10 test accuracy.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from harness.presets import protocol_of
 from harness.report.published import DATASETS, reference_for
 
 log = logging.getLogger(__name__)
@@ -101,6 +103,7 @@ def paper_table(
         selection_seconds=("wall_seconds", "mean"), forward_passes=("forward_passes", "mean")
     )
     search = runs.groupby("algorithm")["train_seconds"].mean()
+    protocols = _protocols(runs)
     methods = (
         records[["algorithm", "method", "method_name", "upper_bound"]]
         .drop_duplicates(["algorithm", "method"])
@@ -119,7 +122,8 @@ def paper_table(
             acc = mine.loc[mine["dataset"] == dataset, "accuracy"]
             row[f"mean_{dataset}"] = float(acc.mean()) if len(acc) else math.nan
             row[f"std_{dataset}"] = float(acc.std()) if len(acc) > 1 else math.nan
-        ref = reference_for(str(algorithm), str(method_name), str(method), bool(upper_bound))
+        ref = reference_for(str(algorithm), protocols.get(algorithm), str(method_name),
+                            str(method), bool(upper_bound))  # fmt: skip
         reported = any(not math.isnan(v) for v in ref.accuracy)
         row["published"] = ref.text() if reported else ""
         row["published_source"] = ref.source
@@ -138,6 +142,20 @@ def paper_table(
         ),
     )
     return table.iloc[order].reset_index(drop=True)
+
+
+def _protocols(runs: pd.DataFrame) -> dict[str, str | None]:
+    """Per algorithm, the published protocol its recorded settings match (None: none)."""
+    out: dict[str, str | None] = {}
+    for algorithm, raw in runs[["algorithm", "settings"]].itertuples(index=False):
+        try:
+            config = json.loads(raw)["config"]
+        except (TypeError, ValueError, KeyError):
+            config = None
+        found = protocol_of(config) if isinstance(config, dict) else None
+        # Every run of the algorithm must match for its rows to carry a published number.
+        out[algorithm] = found if out.get(algorithm, found) == found else None
+    return out
 
 
 def _significance(

@@ -53,6 +53,7 @@ class SupernetAlgorithm:
             lr=train.lr if lr is None else lr,
             momentum=train.momentum,
             weight_decay=train.weight_decay,
+            nesterov=train.nesterov,
         )
         self.arch_optimizer = torch.optim.Adam(
             self.supernet.arch_parameters(),
@@ -104,7 +105,10 @@ class SupernetAlgorithm:
 
     def weight_step(self, weight_batch: Batch) -> tuple[float, float]:
         x, y = weight_batch
-        weights = self.supernet.mixing_weights().detach()
+        clip_all = self.train_settings.clip_scope == "all"
+        weights = self.supernet.mixing_weights()
+        if not clip_all:
+            weights = weights.detach()
         self.weight_optimizer.zero_grad(set_to_none=True)
         logits = self.supernet(x, weights)
         loss = F.cross_entropy(logits, y)
@@ -113,23 +117,39 @@ class SupernetAlgorithm:
         return loss.item(), accuracy(logits, y)
 
     def clip_and_step(self) -> None:
-        torch.nn.utils.clip_grad_norm_(
-            self.supernet.weight_parameters(), self.train_settings.grad_clip
-        )
+        """Clip the gradient norm and take the weight step.
+
+        With ``train.clip_scope`` ``all`` the norm is taken over every parameter, as in
+        xautodl's search scripts (``clip_grad_norm_(network.parameters(), 5)``): there the
+        alphas still hold their last alpha step's gradient (only the alpha optimiser
+        zeroes it) plus the training loss's, and both count towards the norm; the alpha
+        step then zeroes them before it computes its own.
+        """
+        params = list(self.supernet.weight_parameters())
+        if self.train_settings.clip_scope == "all":
+            params.append(self.supernet.alphas)
+        torch.nn.utils.clip_grad_norm_(params, self.train_settings.grad_clip)
         self.weight_optimizer.step()
 
     # -- resumability ---------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {
+        state = {
             "weight_optimizer": self.weight_optimizer.state_dict(),
             "arch_optimizer": self.arch_optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
         }
+        if self.train_settings.clip_scope == "all":
+            # The next clip counts the gradient left on the alphas: resume must see it.
+            grad = self.supernet.alphas.grad
+            state["alpha_grad"] = None if grad is None else grad.detach().clone()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.weight_optimizer.load_state_dict(state["weight_optimizer"])
         self.arch_optimizer.load_state_dict(state["arch_optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("alpha_grad") is not None:
+            self.supernet.alphas.grad = state["alpha_grad"].to(self.supernet.alphas.device)
 
     def recorded_settings(self) -> dict[str, Any]:
         """Everything about the update rule, for settings.json."""
@@ -144,6 +164,9 @@ class SupernetAlgorithm:
                 "weight_decay": train.weight_decay,
                 "schedule": f"cosine to {train.lr_min} over {train.epochs} epochs",
                 "grad_clip": train.grad_clip,
+                # Recorded only when set, so records made before they existed stay equal.
+                **({"nesterov": True} if train.nesterov else {}),
+                **({"clip_scope": train.clip_scope} if train.clip_scope != "weights" else {}),
             },
             "arch_optimizer": {
                 "type": "Adam",

@@ -59,10 +59,16 @@ class LambdaDarts(SupernetAlgorithm):
                 f"unknown step_order {options.step_order!r} for lambda-darts; "
                 f"use {' or '.join(STEP_ORDERS)}"
             )
-        if train.step_order != TrainSettings.step_order:
+        # A preset's train.step_order / clip_scope may agree with the options; never clash.
+        if train.step_order not in (TrainSettings.step_order, options.step_order):
             raise HarnessError(
                 "lambda-darts takes its step order from algorithm.step_order, "
                 "not train.step_order; set --set algorithm.step_order=..."
+            )
+        if train.clip_scope not in (TrainSettings.clip_scope, "all" if options.clip_alphas else ""):
+            raise HarnessError(
+                "lambda-darts sets its clipping with algorithm.clip_alphas, "
+                "not train.clip_scope; set --set algorithm.clip_alphas=true|false"
             )
 
     def __init__(self, supernet, train, options=None) -> None:
