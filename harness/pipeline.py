@@ -106,16 +106,20 @@ def run_experiment(
         log.info("training seeds %s", to_train)
         if execution.in_process:
             with torch_threads(execution.threads_per_job):
-                for seed in to_train:
-                    train_supernet(config, seed, results_dir, data, progress=progress)
+                outcomes = [
+                    (train_supernet(config, s, results_dir, data, progress=progress), "in-process")
+                    for s in to_train
+                ]
         else:
             threads = execution.threads_per_job
             jobs = [
                 joblib.delayed(_train_job)(config, s, results_dir, location, threads)
                 for s in to_train
             ]
-            summary.executors.update(w for _, w in _parallel(execution, jobs, "training", progress))
-        summary.trained_seeds = to_train
+            outcomes = _parallel(execution, jobs, "training", progress)
+        summary.executors.update(where for _, where in outcomes)
+        # Seeds this process trained; another process may have trained some meanwhile.
+        summary.trained_seeds = sorted(o.seed for o, _ in outcomes if o.epochs_trained > 0)
 
     baselines = SELECTION_DEFAULTS.get(config.preset, {})
     pending = []
@@ -127,15 +131,16 @@ def run_experiment(
             summary.selections_reused += len(methods) - len(missing)
             if missing:
                 pending.append((path, missing))
-    summary.selections_computed = sum(len(missing) for _, missing in pending)
     if pending:
-        log.info("%d selections to compute at %d checkpoints", summary.selections_computed,
-                 len(pending))  # fmt: skip
+        log.info("%d selections to compute at %d checkpoints",
+                 sum(len(missing) for _, missing in pending), len(pending))  # fmt: skip
         if execution.in_process:
             with torch_threads(execution.threads_per_job):
+                done = []
                 for path, missing in tqdm(pending, desc="selection", disable=not progress):
                     methods_here = [make_method(s, baselines) for s in missing]
-                    select_at_checkpoint(path, methods_here, data, truth, config.device)
+                    stored = select_at_checkpoint(path, methods_here, data, truth, config.device)
+                    done.append((sum(s.computed for s in stored), "in-process"))
         else:
             threads = execution.threads_per_job
             jobs = [
@@ -144,10 +149,12 @@ def run_experiment(
                 )
                 for path, missing in pending
             ]
-            summary.executors.update(w for _, w in _parallel(execution, jobs, "selection",
-                                                              progress))  # fmt: skip
-    if (to_train or pending) and execution.in_process:
-        summary.executors.add("in-process")
+            done = _parallel(execution, jobs, "selection", progress)
+        summary.executors.update(where for _, where in done)
+        # Selections this process computed; ones another process stored meanwhile are reused.
+        summary.selections_computed = sum(count for count, _ in done)
+        planned = sum(len(missing) for _, missing in pending)
+        summary.selections_reused += planned - summary.selections_computed
     tables = write_tables(results_dir, truth)
     summary.records = len(tables["records"])
     summary.seconds = time.perf_counter() - began
@@ -168,14 +175,14 @@ def _selected(checkpoint_path: Path, method: SelectionMethod) -> bool:
 def _train_job(config, seed: int, results_dir: Path, location: DataLocation, threads: int):
     torch.set_num_threads(threads)
     outcome = train_supernet(config, seed, results_dir, location.load(), progress=False)
-    return outcome.run_key, _where_this_runs()
+    return outcome, _where_this_runs()
 
 
 def _select_job(path: Path, specs, baselines, location, truth, device: str, threads: int):
     torch.set_num_threads(threads)
     methods = [make_method(s, baselines) for s in specs]
-    count = len(select_at_checkpoint(path, methods, location.load(), truth, device))
-    return count, _where_this_runs()
+    stored = select_at_checkpoint(path, methods, location.load(), truth, device)
+    return sum(s.computed for s in stored), _where_this_runs()
 
 
 def _where_this_runs() -> str:

@@ -25,6 +25,7 @@ import torch
 
 from harness.config import config_key, hash_settings
 from harness.ground_truth import COLUMN_PATTERN, GroundTruth
+from harness.locks import job_lock, lock_path
 from harness.store import atomic_write_bytes
 from spaces.nb201 import NUM_EDGES, NUM_OPS, OP_NAMES, PARAMETER_FREE_OPS, decode, encode
 
@@ -35,11 +36,14 @@ WEIGHT_COLUMN = re.compile(r"^w\[(?P<edge>[^\]]+)\]\[(?P<op>[^\]]+)\]$")
 
 
 def write_tables(results_dir: Path, truth: GroundTruth) -> dict[str, pd.DataFrame]:
-    tables = collect_tables(results_dir, truth)
-    for name, frame in tables.items():
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
-        atomic_write_bytes(results_dir / f"{name}.parquet", buffer.getvalue())
+    # Read and written under one lock: the last process to write has read everything that
+    # any process had stored before it, so concurrent runs end with complete tables.
+    with job_lock(lock_path(results_dir, "tables"), "writing the tables"):
+        tables = collect_tables(results_dir, truth)
+        for name, frame in tables.items():
+            buffer = io.BytesIO()
+            frame.to_parquet(buffer, index=False)
+            atomic_write_bytes(results_dir / f"{name}.parquet", buffer.getvalue())
     return tables
 
 

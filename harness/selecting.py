@@ -20,6 +20,7 @@ from harness.checkpoints import LoadedCheckpoint, load_supernet
 from harness.config import hash_settings
 from harness.data import CIFAR10Arrays
 from harness.errors import HarnessError
+from harness.locks import job_lock
 from harness.search_data import make_search_data
 from harness.store import atomic_write_json
 from methods.selection import Selection, SelectionContext, SelectionMethod
@@ -60,6 +61,22 @@ def select_at_checkpoint(
             f"checkpoint {checkpoint_path} was trained on other CIFAR-10 data than the data "
             "given now: point --data (and --data-source) at the data that trained it"
         )
+    # Beside the selections it guards (runs/<key>/selections/), as those are.
+    run_dir = Path(checkpoint.path).parent.parent
+    lock = run_dir / "selections" / f".epoch_{checkpoint.epoch:04d}.lock"
+    # One process selects at a checkpoint at a time; what another stored meanwhile is read.
+    with job_lock(lock, f"selections at {checkpoint.path}"):
+        results = _select_locked(checkpoint, methods, data, ground_truth, device)
+    return results
+
+
+def _select_locked(
+    checkpoint: LoadedCheckpoint,
+    methods: list[SelectionMethod],
+    data: CIFAR10Arrays,
+    ground_truth: Any,
+    device: str | None,
+) -> list[StoredSelection]:
     config = checkpoint.config
     context = None
     results = []

@@ -23,6 +23,7 @@ import harness
 from harness.checkpoints import build_supernet
 from harness.config import STORE_FORMAT_VERSION, ExperimentConfig, run_key
 from harness.data import Batches, CIFAR10Arrays
+from harness.locks import job_lock, lock_path
 from harness.search_data import make_search_data
 from harness.store import RunStore, atomic_write_bytes
 from methods.supernet import get_algorithm
@@ -80,6 +81,15 @@ def train_supernet(
 ) -> TrainOutcome:
     key = run_key(config, seed, data.fingerprint)
     run = RunStore(store_root, key)
+    # One process trains a run; another waits, then finds it trained (or resumes it).
+    with job_lock(lock_path(store_root, "train", key), f"training run {key} (seed {seed})"):
+        return _train_locked(config, seed, run, data, progress)
+
+
+def _train_locked(
+    config: ExperimentConfig, seed: int, run: RunStore, data: CIFAR10Arrays, progress: bool
+) -> TrainOutcome:
+    key = run.key
     run.remove_stale_temp_files()
     total = config.train.epochs
     completed = run.completed_epochs()
