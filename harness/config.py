@@ -10,6 +10,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +35,7 @@ class SpaceSettings:
     cell_bn_track_stats: bool = True
 
     def validate(self) -> None:
+        check_field_types(self, "space")
         if self.name != "nb201":
             raise HarnessError(f"unknown search space {self.name!r}; available: nb201")
         _positive(channels=self.channels, cells_per_stage=self.cells_per_stage)
@@ -50,6 +54,9 @@ class DataSettings:
     split_file: str | None = None
 
     def validate(self) -> None:
+        check_field_types(self, "data")
+        if self.split_seed < 0:
+            raise HarnessError(f"data.split_seed must be 0 or positive, got {self.split_seed}")
         if self.dataset != "cifar10":
             raise HarnessError(f"unknown dataset {self.dataset!r}; available: cifar10")
         if self.source not in ("folder", "torchvision"):
@@ -95,9 +102,18 @@ class TrainSettings:
     clip_scope: str = "weights"
 
     def validate(self) -> None:
-        _positive(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr)
-        _positive(checkpoint_every=self.checkpoint_every, arch_lr=self.arch_lr)
-        if self.lr_min < 0 or self.lr_min > self.lr:
+        check_field_types(self, "train")
+        _positive(epochs=self.epochs, batch_size=self.batch_size)
+        _positive(checkpoint_every=self.checkpoint_every)
+        _in_range("train.lr", self.lr, 0, low_open=True)
+        _in_range("train.arch_lr", self.arch_lr, 0, low_open=True)
+        _in_range("train.grad_clip", self.grad_clip, 0, low_open=True)
+        _in_range("train.momentum", self.momentum, 0, 1)
+        _in_range("train.weight_decay", self.weight_decay, 0)
+        _in_range("train.arch_weight_decay", self.arch_weight_decay, 0)
+        for beta in self.arch_betas:
+            _in_range("train.arch_betas", beta, 0, 1)
+        if not (math.isfinite(self.lr_min) and 0 <= self.lr_min <= self.lr):
             raise HarnessError(f"lr_min must be in [0, lr], got {self.lr_min}")
         if self.step_order not in ("alpha-then-weight", "weight-then-alpha"):
             raise HarnessError(
@@ -132,6 +148,7 @@ class ComputeSettings:
     compile: bool = False
 
     def validate(self) -> None:
+        check_field_types(self, "compute")
         if self.cell not in CELL_IMPLEMENTATIONS:
             raise HarnessError(
                 f"unknown compute.cell {self.cell!r}; use one of {', '.join(CELL_IMPLEMENTATIONS)}"
@@ -251,3 +268,56 @@ def _positive(**values: float) -> None:
     for name, value in values.items():
         if value <= 0:
             raise HarnessError(f"{name} must be positive, got {value}")
+
+
+def _in_range(name: str, value: float, low: float, high: float = math.inf,
+              low_open: bool = False) -> None:  # fmt: skip
+    """``value`` finite and in [low, high) (in (low, high) when ``low_open``)."""
+    below = value <= low if low_open else value < low
+    if not math.isfinite(value) or below or value >= high:
+        if math.isinf(high):
+            wanted = f"{'>' if low_open else '>='} {low}"
+        else:
+            wanted = f"in {'(' if low_open else '['}{low}, {high})"
+        raise HarnessError(f"{name} must be a finite number {wanted}, got {value}")
+
+
+def check_field_types(settings: Any, section: str) -> None:
+    """Every field of a settings dataclass has its declared type (ints pass for floats;
+    booleans never pass for numbers), so a typo in ``--set`` is refused, not stored."""
+    hints = typing.get_type_hints(type(settings))
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if not _has_type(value, hints[f.name]):
+            expected = _type_name(hints[f.name])
+            raise HarnessError(f"{section}.{f.name} must be {expected}, got {value!r}")
+
+
+def _has_type(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_has_type(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is tuple:
+        args = typing.get_args(hint)
+        return (isinstance(value, tuple | list) and len(value) == len(args)
+                and all(_has_type(v, a) for v, a in zip(value, args, strict=True)))  # fmt: skip
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _type_name(hint: Any) -> str:
+    names = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
+    args = typing.get_args(hint)
+    if type(None) in args:
+        inner = [a for a in args if a is not type(None)]
+        return f"{_type_name(inner[0])} or none"
+    if typing.get_origin(hint) is tuple:
+        return f"{len(args)} numbers"
+    return names.get(hint, str(hint))

@@ -19,15 +19,15 @@ import joblib
 import torch
 from tqdm.auto import tqdm
 
-from harness.config import ExperimentConfig, run_key
+from harness.config import ExperimentConfig, TrainSettings, run_key
 from harness.errors import HarnessError
 from harness.ground_truth import GroundTruth
 from harness.locations import DataLocation
 from harness.presets import SELECTION_DEFAULTS
 from harness.records import write_tables
-from harness.selecting import select_at_checkpoint, selection_path
+from harness.selecting import read_selection, select_at_checkpoint, selection_path
 from harness.store import RunStore
-from harness.training import train_supernet
+from harness.training import missing_checkpoints, train_supernet
 from methods.selection import SelectionMethod, make_method
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,9 @@ def run_experiment(
     keys = {seed: run_key(config, seed, data.fingerprint) for seed in seeds}
     summary.run_keys = keys
 
-    to_train = [s for s in seeds if not _trained(results_dir, keys[s], config.train.epochs)]
+    for key in keys.values():  # a deleted or damaged settings.json / metrics.csv comes back
+        RunStore(results_dir, key).repair_metadata()
+    to_train = [s for s in seeds if not _trained(results_dir, keys[s], config.train)]
     if to_train:
         log.info("training seeds %s", to_train)
         if execution.in_process:
@@ -161,15 +163,15 @@ def run_experiment(
     return summary
 
 
-def _trained(results_dir: Path, key: str, epochs: int) -> bool:
-    completed = RunStore(results_dir, key).completed_epochs()
-    return bool(completed) and completed[-1] >= epochs
+def _trained(results_dir: Path, key: str, train: TrainSettings) -> bool:
+    # Every checkpoint of the schedule, not only the last: a deleted middle one is remade.
+    return not missing_checkpoints(train, RunStore(results_dir, key).completed_epochs())
 
 
 def _selected(checkpoint_path: Path, method: SelectionMethod) -> bool:
     # Reading the epoch from the file name avoids loading the checkpoint to plan.
     epoch = int(checkpoint_path.stem.split("_")[1])
-    return selection_path(checkpoint_path, epoch, method).exists()
+    return read_selection(selection_path(checkpoint_path, epoch, method)) is not None
 
 
 def _train_job(config, seed: int, results_dir: Path, location: DataLocation, threads: int):

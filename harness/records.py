@@ -26,7 +26,8 @@ import torch
 from harness.config import config_key, hash_settings
 from harness.ground_truth import COLUMN_PATTERN, GroundTruth
 from harness.locks import job_lock, lock_path
-from harness.store import atomic_write_bytes
+from harness.selecting import read_selection
+from harness.store import atomic_write_bytes, read_json
 from spaces.nb201 import NUM_EDGES, NUM_OPS, OP_NAMES, PARAMETER_FREE_OPS, decode, encode
 
 log = logging.getLogger(__name__)
@@ -50,16 +51,24 @@ def write_tables(results_dir: Path, truth: GroundTruth) -> dict[str, pd.DataFram
 def collect_tables(results_dir: Path, truth: GroundTruth) -> dict[str, pd.DataFrame]:
     runs, selections, records, mixing = [], [], [], []
     alpha_cache: dict[Path, list] = {}
-    for settings_path in sorted((results_dir / "runs").glob("*/settings.json")):
-        run_dir = settings_path.parent
-        settings = json.loads(settings_path.read_text())
+    for run_dir in sorted(p for p in (results_dir / "runs").glob("*") if p.is_dir()):
+        settings = read_json(run_dir / "settings.json")
+        if not isinstance(settings, dict):
+            if any(run_dir.glob("checkpoints/*.pt")):
+                log.warning("%s is missing or damaged, so run %s is left out of the tables: "
+                            "re-run harness run with its settings to rebuild it",
+                            run_dir / "settings.json", run_dir.name)  # fmt: skip
+            continue
         identity = _run_identity(settings)
-        metrics_path = run_dir / "metrics.csv"
-        metrics = pd.read_csv(metrics_path) if metrics_path.exists() else pd.DataFrame()
+        metrics = _read_metrics(run_dir / "metrics.csv")
         runs.append({**identity, **_run_summary(metrics, settings)})
         mixing.append(_mixing_weights(identity, metrics))
         for path in sorted(run_dir.glob("selections/epoch_*/*.json")):
-            raw = json.loads(path.read_text())
+            raw = read_selection(path)
+            if raw is None:
+                log.warning("%s is damaged and left out of the tables: re-run harness run "
+                            "with that method to compute it again", path)  # fmt: skip
+                continue
             selection = raw["selection"]
             checkpoint = run_dir / "checkpoints" / f"epoch_{raw['epoch']:04d}.pt"
             if "alphas" in raw:
@@ -143,6 +152,19 @@ def _mixing_weights(identity: dict[str, Any], metrics: pd.DataFrame) -> pd.DataF
     for name, value in identity.items():
         long[name] = value
     return long[list(_MIXING_COLUMNS)]
+
+
+def _read_metrics(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        return pd.DataFrame()
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.ParserError):
+        frame = pd.DataFrame()
+    if "epoch" not in frame.columns:
+        log.warning("%s is damaged: re-run harness run to rebuild it from the checkpoints", path)
+        return pd.DataFrame()
+    return frame
 
 
 def _run_summary(metrics: pd.DataFrame, settings: dict[str, Any]) -> dict[str, Any]:

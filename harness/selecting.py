@@ -7,7 +7,6 @@ adding a method later only runs that method.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from harness.data import CIFAR10Arrays
 from harness.errors import HarnessError
 from harness.locks import job_lock
 from harness.search_data import make_search_data
-from harness.store import atomic_write_json
+from harness.store import atomic_write_json, read_json
 from methods.selection import Selection, SelectionContext, SelectionMethod
 
 log = logging.getLogger(__name__)
@@ -82,10 +81,12 @@ def _select_locked(
     results = []
     for method in methods:
         path = selection_path(checkpoint.path, checkpoint.epoch, method)
-        if path.exists():
-            raw = json.loads(path.read_text())
+        raw = read_selection(path)
+        if raw is not None:
             results.append(_stored(raw, checkpoint, path, computed=False))
             continue
+        if path.exists():
+            log.warning("%s is damaged; computing that selection again", path)
         if context is None:
             context = SelectionContext(
                 data=make_search_data(
@@ -112,6 +113,17 @@ def _select_locked(
         atomic_write_json(path, raw)
         results.append(_stored(raw, checkpoint, path, computed=True))
     return results
+
+
+def read_selection(path: Path) -> dict | None:
+    """A stored selection, or None when it is missing or damaged (then it is recomputed)."""
+    raw = read_json(path)
+    try:
+        Selection.from_dict(raw["selection"])
+        int(raw["seed"]), int(raw["epoch"]), str(raw["run_key"])
+    except (TypeError, KeyError, ValueError, AttributeError):
+        return None
+    return raw
 
 
 def _stored(raw: dict, checkpoint: LoadedCheckpoint, path: Path, computed: bool):

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 
 from harness.errors import HarnessError
@@ -84,8 +85,8 @@ class RunStore:
 
     def write_settings(self, settings: dict[str, Any]) -> None:
         """Record the run's settings; an existing record must agree (keys are hashes)."""
-        if self.settings_path.exists():
-            existing = json.loads(self.settings_path.read_text())
+        existing = read_json(self.settings_path)
+        if existing is not None:
             if json.loads(json.dumps(settings, default=str)) != existing:
                 raise HarnessError(
                     f"{self.settings_path} disagrees with the settings hashed to its key; "
@@ -95,14 +96,35 @@ class RunStore:
         atomic_write_json(self.settings_path, settings)
 
     def read_settings(self) -> dict[str, Any]:
-        if not self.settings_path.exists():
-            raise HarnessError(f"no run {self.key!r} in {self.dir.parent}: train it first")
-        return json.loads(self.settings_path.read_text())
+        settings = read_json(self.settings_path)
+        if settings is None:
+            raise HarnessError(f"no readable {self.settings_path}: run harness run to rebuild it")
+        return settings
 
     def manifest(self) -> dict[str, dict[str, Any]]:
-        if not self.manifest_path.exists():
-            return {}
-        return json.loads(self.manifest_path.read_text())
+        return read_manifest(self.manifest_path)
+
+    def repair_metadata(self) -> list[str]:
+        """Rebuild a missing or unreadable settings.json / metrics.csv from the newest
+        checkpoint, which embeds both; returns the names of the files rebuilt."""
+        settings_ok = isinstance(read_json(self.settings_path), dict)
+        metrics_ok = _readable_csv(self.metrics_path)
+        completed = self.completed_epochs()
+        if (settings_ok and metrics_ok) or not completed:
+            return []
+        state = self.load_checkpoint(completed[-1])
+        rebuilt = []
+        if not settings_ok:
+            atomic_write_json(self.settings_path, state["settings"])
+            rebuilt.append(self.settings_path.name)
+        if not metrics_ok:
+            atomic_write_bytes(
+                self.metrics_path, pd.DataFrame(state["metrics"]).to_csv(index=False).encode()
+            )
+            rebuilt.append(self.metrics_path.name)
+        log.warning("run %s: rebuilt %s from its epoch-%d checkpoint", self.key,
+                    " and ".join(rebuilt), completed[-1])  # fmt: skip
+        return rebuilt
 
     def checkpoint_path(self, epoch: int) -> Path:
         return self.checkpoint_dir / f"epoch_{epoch:04d}.pt"
@@ -142,6 +164,37 @@ class RunStore:
                     tmp.unlink(missing_ok=True)
 
 
+def read_manifest(path: Path) -> dict[str, dict[str, Any]]:
+    """A run's manifest ({} when there is none yet); one sentence when it is damaged."""
+    if not path.exists():
+        return {}
+    manifest = read_json(path)
+    if not isinstance(manifest, dict) or not all(
+        isinstance(v, dict) and {"bytes", "sha256"} <= set(v) for v in manifest.values()
+    ):
+        raise HarnessError(
+            f"{path} is damaged, so its checkpoints cannot be verified: delete that file "
+            "and re-run (the run's checkpoints are then retrained)"
+        )
+    return manifest
+
+
+def read_json(path: Path) -> Any:
+    """The JSON in ``path``; None when it is missing or unreadable (damaged, partial)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
+def _readable_csv(path: Path) -> bool:
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.ParserError):
+        return False
+    return "epoch" in frame.columns and len(frame) > 0
+
+
 def load_checkpoint_file(path: Path, manifest: dict[str, dict[str, Any]] | None = None) -> dict:
     """Load a checkpoint, checking it against the run's manifest when there is one."""
     path = Path(path)
@@ -149,8 +202,7 @@ def load_checkpoint_file(path: Path, manifest: dict[str, dict[str, Any]] | None 
         raise HarnessError(f"checkpoint {path} does not exist")
     data = path.read_bytes()
     if manifest is None:
-        manifest_path = path.parent.parent / "manifest.json"
-        manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+        manifest = read_manifest(path.parent.parent / "manifest.json")
     entry = manifest.get(path.name)
     if entry is not None and (entry["bytes"] != len(data) or entry["sha256"] != sha256_bytes(data)):
         raise HarnessError(

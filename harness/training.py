@@ -8,6 +8,7 @@ on (seed, e), so a run resumed from epoch e continues as if it was never stopped
 from __future__ import annotations
 
 import logging
+import math
 import platform
 import time
 from dataclasses import dataclass
@@ -21,8 +22,9 @@ from tqdm.auto import tqdm
 
 import harness
 from harness.checkpoints import build_supernet
-from harness.config import STORE_FORMAT_VERSION, ExperimentConfig, run_key
+from harness.config import STORE_FORMAT_VERSION, ExperimentConfig, TrainSettings, run_key
 from harness.data import Batches, CIFAR10Arrays
+from harness.errors import HarnessError
 from harness.locks import job_lock, lock_path
 from harness.search_data import make_search_data
 from harness.store import RunStore, atomic_write_bytes
@@ -93,9 +95,15 @@ def _train_locked(
     run.remove_stale_temp_files()
     total = config.train.epochs
     completed = run.completed_epochs()
-    if completed and completed[-1] >= total:
+    missing = missing_checkpoints(config.train, completed)
+    if not missing:
         log.info("seed %d: run %s already trained (%d epochs)", seed, key, total)
         return TrainOutcome(key, seed, run.dir, 0, completed[-1], completed)
+    # Resume from the newest checkpoint before the first hole; training stops at the last
+    # missing checkpoint (a deleted middle checkpoint is remade, later ones are kept).
+    stop = missing[-1]
+    newest = completed[-1] if completed else 0
+    completed = [e for e in completed if e < missing[0]]
 
     device = torch.device(config.device)
     torch.manual_seed(seed)
@@ -115,8 +123,8 @@ def _train_locked(
         log.info("seed %d: resuming run %s from epoch %d", seed, key, start)
 
     search = make_search_data(config.data, data, seed, config.train.batch_size, device)
-    bar = tqdm(total=total, initial=start, desc=f"seed {seed}", unit="epoch", disable=not progress)
-    for epoch in range(start, total):
+    bar = tqdm(total=stop, initial=start, desc=f"seed {seed}", unit="epoch", disable=not progress)
+    for epoch in range(start, stop):
         began = time.perf_counter()
         row: dict[str, Any] = {"epoch": epoch + 1}
         row.update(algorithm.begin_epoch(epoch, search.weight_batches, search.alpha_batches))
@@ -129,6 +137,12 @@ def _train_locked(
             search.weight_batches.epoch(epoch), search.alpha_batches.epoch(epoch), strict=False
         ):
             loss, acc = algorithm.step(weight_batch, alpha_batch)
+            if not math.isfinite(loss):
+                raise HarnessError(
+                    f"seed {seed}: the training loss became {loss} in epoch {epoch + 1} of run "
+                    f"{key}; nothing of that epoch was saved (last checkpoint: epoch "
+                    f"{_last(run.completed_epochs())}): lower train.lr or train.arch_lr"
+                )
             losses.append(loss)
             accuracies.append(acc)
         row.update(algorithm.end_epoch(epoch))
@@ -142,7 +156,8 @@ def _train_locked(
         )
         row.update(_alpha_columns(supernet))
         metrics.append(row)
-        _write_metrics(run, metrics)
+        if epoch + 1 > newest:  # metrics.csv already holds the epochs up to the newest
+            _write_metrics(run, metrics)
         log.info(
             "seed %d epoch %d/%d: train loss %.3f acc %.3f, valid acc %.3f, %.1fs",
             seed, epoch + 1, total, row["train_loss"], row["train_acc"], valid_acc, row["seconds"],
@@ -151,7 +166,7 @@ def _train_locked(
                         s_per_epoch=f"{row['seconds']:.1f}")  # fmt: skip
         bar.update(1)
         done = epoch + 1
-        if done % config.train.checkpoint_every == 0 or done == total:
+        if done in missing:
             run.save_checkpoint(
                 done,
                 {
@@ -164,7 +179,18 @@ def _train_locked(
                 },
             )
     bar.close()
-    return TrainOutcome(key, seed, run.dir, total - start, start, run.completed_epochs())
+    return TrainOutcome(key, seed, run.dir, stop - start, start, run.completed_epochs())
+
+
+def checkpoint_epochs(train: TrainSettings) -> list[int]:
+    every, total = train.checkpoint_every, train.epochs
+    return sorted({*range(every, total + 1, every), total})
+
+
+def missing_checkpoints(train: TrainSettings, completed: list[int]) -> list[int]:
+    """Checkpoint epochs of the schedule that the store lacks, ascending."""
+    have = set(completed)
+    return [e for e in checkpoint_epochs(train) if e not in have]
 
 
 def _alpha_columns(supernet) -> dict[str, Any]:
@@ -181,3 +207,7 @@ def _alpha_columns(supernet) -> dict[str, Any]:
 
 def _write_metrics(run: RunStore, metrics: list[dict[str, Any]]) -> None:
     atomic_write_bytes(run.metrics_path, pd.DataFrame(metrics).to_csv(index=False).encode())
+
+
+def _last(epochs: list[int]) -> str:
+    return str(epochs[-1]) if epochs else "none"
