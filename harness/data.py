@@ -88,13 +88,38 @@ def load_cifar10(
         raise HarnessError(f"Unknown CIFAR-10 source {source!r}: use one of {', '.join(SOURCES)}.")
     root = Path(root).expanduser().resolve()
     path = cache_path(source, root, cache_dir)
+    stamp = path.with_name(path.name + ".source")
     if path.is_file():
-        cached = _load_cache(path)
-        if cached is not None:
-            return cached
+        # The cache is keyed by the source's path: reuse it only while every source file
+        # still has the size and modification time it had when the cache was made.
+        current = source_signature(source, root)
+        recorded = stamp.read_text().strip() if stamp.is_file() else None
+        if recorded == current:
+            cached = _load_cache(path)
+            if cached is not None:
+                return cached
+        else:
+            log.warning("CIFAR-10 at %s changed since its cache %s was made (or the cache "
+                        "predates this check); decoding it again", root, path)  # fmt: skip
     data = _decode(source, root, download)
     _save_cache(data, path)
+    atomic_write(stamp, lambda handle: handle.write(source_signature(source, root).encode()))
     return data
+
+
+def source_signature(source: str, root: Path) -> str:
+    """sha256 over the name, size and modification time of every file the decoder reads."""
+    if source == "folder":
+        files = [p for split in ("train", "test") if (root / split).is_dir()
+                 for paths in _list_split(root, split).values() for p in paths]  # fmt: skip
+    else:
+        batch_dir = root / PICKLE_DIR
+        files = sorted(batch_dir.iterdir()) if batch_dir.is_dir() else []
+    h = hashlib.sha256()
+    for p in files:
+        info = p.stat()
+        h.update(f"{p.relative_to(root)}|{info.st_size}|{info.st_mtime_ns}\n".encode())
+    return h.hexdigest()
 
 
 def _load_cache(path: Path) -> CIFAR10Arrays | None:

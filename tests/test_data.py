@@ -181,8 +181,8 @@ def test_cache_is_written_once_and_reused(tmp_path, monkeypatch):
     make_folder(tmp_path / "img")
     cache = tmp_path / "cache"
     first = load_cifar10("folder", tmp_path / "img", cache)
-    files = list(cache.iterdir())
-    assert [f.suffix for f in files] == [".pt"]  # no temp files left behind
+    files = sorted(cache.iterdir())
+    assert [f.suffix for f in files] == [".pt", ".source"]  # no temp files left behind
 
     def no_decode(*args):
         raise AssertionError("decoded again despite a cache")
@@ -224,6 +224,9 @@ def test_corrupt_cache_is_rebuilt(tmp_path, caplog):
     path = data.cache_path("folder", tmp_path / "img", tmp_path / "cache")
     path.parent.mkdir()
     path.write_bytes(b"truncated garbage")
+    # Its source stamp is current, so the cache itself is what fails to load.
+    signature = data.source_signature("folder", (tmp_path / "img").resolve())
+    path.with_name(path.name + ".source").write_text(signature)
     with caplog.at_level(logging.WARNING, logger="harness.data"):
         d = load_cifar10("folder", tmp_path / "img", tmp_path / "cache")
     assert "Ignoring unreadable" in caplog.text
