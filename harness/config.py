@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -189,8 +190,7 @@ class ExperimentConfig:
         self.data.validate()
         self.train.validate()
         self.compute.validate()
-        if not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise HarnessError(f"unknown device {self.device!r}; use cpu or cuda[:N]")
+        check_device(self.device)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -242,6 +242,24 @@ def config_key(config_dict: dict[str, Any], data_fingerprint: str) -> str:
     identity.pop("preset", None)
     identity.update(data_fingerprint=data_fingerprint, format=STORE_FORMAT_VERSION)
     return hash_settings(identity)
+
+
+def check_device(device: str) -> None:
+    """``cpu``, ``cuda`` or ``cuda:N`` naming a device this machine has; else one sentence."""
+    match = re.fullmatch(r"cpu|cuda(?::(\d+))?", device)
+    if match is None:
+        raise HarnessError(f"unknown device {device!r}; use cpu, cuda or cuda:N")
+    if device == "cpu":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise HarnessError(f"--device {device}: this machine has no usable CUDA device; "
+                           "use --device cpu")  # fmt: skip
+    index = int(match.group(1) or 0)
+    if index >= torch.cuda.device_count():
+        raise HarnessError(f"--device {device}: there are only {torch.cuda.device_count()} CUDA "
+                           "device(s), numbered from 0")  # fmt: skip
 
 
 def parse_literal(raw: str) -> Any:

@@ -286,8 +286,8 @@ def search_split(
     if per_split is not None:
         if not 1 <= per_split <= half:
             raise HarnessError(
-                f"per_split={per_split} is outside 1..{half} (half of {num_train} training "
-                "images): choose a smaller subset size."
+                f"data.images_per_split={per_split} is outside 1..{half} (half of {num_train} "
+                "training images): choose a smaller subset size."
             )
         weight, alpha = weight[:per_split], alpha[:per_split]
     return weight.clone(), alpha.clone()

@@ -268,8 +268,20 @@ class GroundTruth:
 
 
 def load_ground_truth(cli_value: str | None, config_value: str | None = None) -> GroundTruth:
-    """Resolve the table's path (see :func:`resolve_ground_truth_path`) and load it."""
-    return GroundTruth.from_csv(resolve_ground_truth_path(cli_value, config_value))
+    """Resolve the table's path (see :func:`resolve_ground_truth_path`) and load it; the
+    column every report reads (CIFAR-10 test, 200 epochs) must hold numbers, so that a
+    study never trains and selects only to fail at the tables."""
+    path = resolve_ground_truth_path(cli_value, config_value)
+    truth = GroundTruth.from_csv(path)
+    main_column = truth.column("cifar10", "test", 200)
+    empty = [c for k, c in enumerate(truth.columns) if np.isnan(truth._values[:, k]).all()]
+    if main_column in empty:
+        raise HarnessError(f"ground-truth table {path}: its {main_column} column has no numbers; "
+                           f"{_REMAKE}")  # fmt: skip
+    if empty:
+        logger.warning("ground-truth table %s: column(s) %s hold no numbers", path,
+                       ", ".join(empty))  # fmt: skip
+    return truth
 
 
 def _integer_column(series: pd.Series, where: str) -> np.ndarray:

@@ -52,7 +52,7 @@ def resolve_data_location(
     return DataLocation(
         source=source,
         root=Path(raw).expanduser().resolve(),
-        cache_dir=resolve_cache_dir(cache_dir),
+        cache_dir=writable_folder(resolve_cache_dir(cache_dir), "--cache"),
         download=download,
     )
 
@@ -66,3 +66,20 @@ def resolve_cache_dir(cli_value: str | None = None) -> Path:
 
 def resolve_results_dir(cli_value: str | None = None) -> Path:
     return Path(cli_value or os.environ.get(RESULTS_ENV) or "results").expanduser().resolve()
+
+
+def writable_folder(path: Path, flag: str) -> Path:
+    """``path`` as a folder this process can write in (made if missing), else one sentence."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise HarnessError(f"{flag} {path} is a file, not a folder: pass a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise HarnessError(
+            f"cannot create the folder {path} for {flag} ({error.strerror}): pass a folder "
+            "you can write to"
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise HarnessError(f"{flag} {path} is not writable: pass a folder you can write to")
+    return path

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from harness.ground_truth import GroundTruth
 from harness.locations import DataLocation
 from harness.presets import SELECTION_DEFAULTS
 from harness.records import write_tables
+from harness.search_data import split_indices
 from harness.selecting import read_selection, select_at_checkpoint, selection_path
 from harness.store import RunStore
 from harness.training import missing_checkpoints, train_supernet
@@ -46,6 +48,9 @@ class RunSummary:
     executors: set[str] = field(default_factory=set)
 
 
+_SCHEDULER = re.compile(r"(tcp|tls)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}")
+
+
 @dataclass(frozen=True)
 class Execution:
     """How jobs run: ``jobs`` worker processes, or a Dask cluster (address or "local").
@@ -64,6 +69,11 @@ class Execution:
             raise HarnessError(f"--jobs must be at least 1, got {self.jobs}")
         if self.threads is not None and self.threads < 1:
             raise HarnessError(f"--threads must be at least 1, got {self.threads}")
+        if self.cluster not in (None, "local") and not _SCHEDULER.fullmatch(self.cluster):
+            raise HarnessError(
+                f"--cluster {self.cluster!r} is not a scheduler address: use 'local' or "
+                "tcp://HOST:PORT (IPv6 hosts in brackets, e.g. tcp://[::1]:8786)"
+            )
         return self
 
     @property
@@ -98,6 +108,7 @@ def run_experiment(
     began = time.perf_counter()
     summary = RunSummary()
     data = location.load()
+    split_indices(config.data, len(data.train_labels))  # e.g. images_per_split too large
     keys = {seed: run_key(config, seed, data.fingerprint) for seed in seeds}
     summary.run_keys = keys
 
@@ -224,7 +235,14 @@ def _backend(execution: Execution):
         client = Client(cluster)
     else:
         cluster = None
-        client = Client(execution.cluster)
+        try:
+            client = Client(execution.cluster, timeout="20s")
+        except (OSError, TimeoutError, ValueError) as error:
+            raise HarnessError(
+                f"could not reach the Dask scheduler at {execution.cluster} ({error}): start "
+                "it (`dask scheduler`) or check the address; nothing was lost, re-run when it "
+                "is up"
+            ) from None
     try:
         with joblib.parallel_config(backend="dask"):
             yield

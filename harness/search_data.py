@@ -34,6 +34,13 @@ def _stream_seed(seed: int, stream: int) -> int:
     return seed * 1000 + stream
 
 
+def split_indices(settings: DataSettings, num_train: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight, alpha) image indices; raises before any work when the data cannot give them."""
+    if settings.split_file is None:
+        return search_split(num_train, settings.split_seed, settings.images_per_split)
+    return official_split(settings, num_train)
+
+
 def official_split(settings: DataSettings, num_train: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The split file's halves; ``images_per_split`` takes the first N of each."""
     weight, alpha = read_split_file(settings.split_file)
@@ -61,12 +68,7 @@ def make_search_data(
     batch_size: int,
     device: torch.device | str = "cpu",
 ) -> SearchData:
-    if settings.split_file is None:
-        weight_idx, alpha_idx = search_split(
-            len(arrays.train_labels), settings.split_seed, settings.images_per_split
-        )
-    else:
-        weight_idx, alpha_idx = official_split(settings, len(arrays.train_labels))
+    weight_idx, alpha_idx = split_indices(settings, len(arrays.train_labels))
     weight_images = downsample(arrays.train_images[weight_idx], settings.resolution)
     alpha_images = downsample(arrays.train_images[alpha_idx], settings.resolution)
     weight_labels = arrays.train_labels[weight_idx]

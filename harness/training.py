@@ -109,6 +109,8 @@ def _train_locked(
     torch.manual_seed(seed)
     supernet = build_supernet(config.space, num_classes=10, compute=config.compute).to(device)
     algorithm = get_algorithm(config.algorithm)(supernet, config.train, config.algorithm_options)
+    # Data first: a split the data cannot give fails before the run directory exists.
+    search = make_search_data(config.data, data, seed, config.train.batch_size, device)
     settings = settings_record(config, seed, data.fingerprint, key, algorithm)
     run.write_settings(settings)
 
@@ -122,7 +124,6 @@ def _train_locked(
         start = state["epoch"]
         log.info("seed %d: resuming run %s from epoch %d", seed, key, start)
 
-    search = make_search_data(config.data, data, seed, config.train.batch_size, device)
     bar = tqdm(total=stop, initial=start, desc=f"seed {seed}", unit="epoch", disable=not progress)
     for epoch in range(start, stop):
         began = time.perf_counter()

@@ -66,7 +66,7 @@ def run_lookup(args: argparse.Namespace) -> int:
 
     truth = GroundTruth.from_csv(resolve_ground_truth_path(args.ground_truth))
     cell: str | int = args.cell
-    if args.cell.strip().isdigit():
+    if args.cell.strip().isascii() and args.cell.strip().isdigit():
         cell = int(args.cell)
     elif "|" not in args.cell:
         raise HarnessError(

@@ -13,7 +13,9 @@ from harness.presets import PRESET_DESCRIPTIONS, PRESETS, build_config
 from methods.supernet import ALGORITHMS, get_algorithm
 from methods.supernet.base import parse_options
 
-_RANGE = re.compile(r"^(\d+)-(\d+)$")
+_RANGE = re.compile(r"^([0-9]+)-([0-9]+)$")
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes a signed 64-bit integer
+MAX_SEEDS = 1000
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -26,7 +28,7 @@ def parse_seeds(text: str) -> list[int]:
             if low > high:
                 raise HarnessError(f"seed range {part!r} runs backwards; write it as {high}-{low}")
             seeds.extend(range(low, high + 1))
-        elif part.isdigit():
+        elif part.isascii() and part.isdigit():
             seeds.append(int(part))
         else:
             raise HarnessError(
@@ -34,6 +36,13 @@ def parse_seeds(text: str) -> list[int]:
             )
     if len(set(seeds)) != len(seeds):
         raise HarnessError(f"seeds {text!r} name a seed twice")
+    if seeds and max(seeds) > MAX_SEED:
+        raise HarnessError(f"seed {max(seeds)} is too large: seeds go up to {MAX_SEED}")
+    if len(seeds) > MAX_SEEDS:
+        raise HarnessError(
+            f"--seeds {text!r} asks for {len(seeds)} seeds, more than {MAX_SEEDS} at once: "
+            "run them in chunks (the store keeps what each finished)"
+        )
     return seeds
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.locations import resolve_results_dir
+from harness.locations import resolve_results_dir, writable_folder
 
 
 def register(commands) -> None:
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     summary = build_report(
         resolve_results_dir(args.results),
-        Path(args.out).resolve(),
+        writable_folder(Path(args.out).resolve(), "--out"),
         preset=args.preset,
         algorithm=args.algorithm,
         config_key=args.config,

@@ -15,7 +15,7 @@ from harness.cli.options import (
     parse_seeds,
 )
 from harness.ground_truth import load_ground_truth
-from harness.locations import resolve_results_dir
+from harness.locations import resolve_results_dir, writable_folder
 from harness.pipeline import Execution, run_experiment
 from harness.presets import SELECTION_DEFAULTS, pixels_warning
 from methods.selection import METHOD_GROUPS, SELECTION_METHODS, parse_method_list
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds)
     methods = parse_method_list(args.methods, SELECTION_DEFAULTS[args.preset])
     execution = Execution(jobs=args.jobs, cluster=args.cluster, threads=args.threads).validate()
-    results = resolve_results_dir(args.results)
+    results = writable_folder(resolve_results_dir(args.results), "--results")
     truth = load_ground_truth(args.ground_truth)
     location = data_location(args)
     configs = [experiment_config(args, algorithm=a.strip()) for a in args.algorithm.split(",")]

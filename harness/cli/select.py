@@ -6,12 +6,13 @@ import argparse
 from pathlib import Path
 
 from harness.cli.options import add_data_arguments, add_ground_truth_argument, data_location
+from harness.config import check_device
 from harness.errors import HarnessError
 from harness.ground_truth import load_ground_truth
 from harness.locations import resolve_results_dir
 from harness.presets import SELECTION_DEFAULTS
 from harness.selecting import select_at_checkpoint
-from harness.store import RunStore
+from harness.store import RunStore, load_checkpoint_file
 from methods.selection import SELECTION_METHODS, parse_method_list
 
 
@@ -38,10 +39,17 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_device(args.device)
     if args.checkpoint:
         checkpoint = Path(args.checkpoint).resolve()
         if not checkpoint.is_file():
             raise HarnessError(f"checkpoint {args.checkpoint} does not exist")
+        if checkpoint.parent.name != "checkpoints" or len(checkpoint.parents) < 4:
+            raise HarnessError(
+                f"{args.checkpoint} is not inside a results store: pass a checkpoint "
+                "<results>/runs/<key>/checkpoints/epoch_NNNN.pt"
+            )
+        load_checkpoint_file(checkpoint)  # one sentence if it is not a supernet checkpoint
         checkpoints = [checkpoint]
         store = RunStore(checkpoint.parents[3], checkpoint.parents[1].name)
     else:

@@ -16,8 +16,9 @@ from harness.cli.options import (
     parse_seeds,
 )
 from harness.errors import HarnessError
-from harness.locations import resolve_results_dir
+from harness.locations import resolve_results_dir, writable_folder
 from harness.presets import pixels_warning
+from harness.search_data import split_indices
 from harness.training import train_supernet
 
 
@@ -47,12 +48,13 @@ def run(args: argparse.Namespace) -> int:
     if warning := pixels_warning(config):
         print(warning, file=sys.stderr)
     location = data_location(args)
-    store = resolve_results_dir(args.results)
+    store = writable_folder(resolve_results_dir(args.results), "--results")
     if args.threads is not None:
         if args.threads < 1:
             raise HarnessError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     data = location.load()
+    split_indices(config.data, len(data.train_labels))
     for seed in seeds:
         outcome = train_supernet(config, seed, store, data, progress=not args.quiet)
         if outcome.epochs_trained == 0:
