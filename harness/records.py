@@ -43,7 +43,7 @@ def write_tables(results_dir: Path, truth: GroundTruth) -> dict[str, pd.DataFram
         tables = collect_tables(results_dir, truth)
         for name, frame in tables.items():
             buffer = io.BytesIO()
-            frame.to_parquet(buffer, index=False)
+            frame.to_parquet(buffer, index=False, write_page_checksum=True)
             atomic_write_bytes(results_dir / f"{name}.parquet", buffer.getvalue())
     return tables
 
@@ -120,7 +120,8 @@ _RECORD_COLUMNS = (
     *_COSTS,
 )
 _SELECTION_COLUMNS = (*_ROW, "scores", "alphas", "gt_importance", "edge_order", *_COSTS)
-_RUN_COLUMNS = (*_IDENTITY[:-1], "epochs", "train_seconds", "final_valid_acc", "settings")
+_RUN_COLUMNS = (*_IDENTITY[:-1], "epochs", "train_seconds", "final_valid_acc", "settings",
+                "platform")  # fmt: skip
 _MIXING_COLUMNS = (*_IDENTITY, "epoch", "edge", "op", "weight")
 
 
@@ -172,6 +173,9 @@ def _run_summary(metrics: pd.DataFrame, settings: dict[str, Any]) -> dict[str, A
         "epochs": int(metrics["epoch"].max()) if len(metrics) else 0,
         "train_seconds": float(metrics["seconds"].sum()) if len(metrics) else math.nan,
         "final_valid_acc": float(metrics["valid_acc"].iloc[-1]) if len(metrics) else math.nan,
+        # The CPU kernels and torch build each epoch ran with ("" before it was recorded).
+        "platform": "; ".join(sorted(metrics["platform"].dropna().astype(str).unique()))
+        if "platform" in metrics.columns else "",
         "settings": json.dumps(settings, sort_keys=True),
     }
 

@@ -132,6 +132,7 @@ def _train_locked(
         # After begin_epoch, which may restart the schedule (OPP-DARTS).
         row["lr"] = algorithm.weight_optimizer.param_groups[0]["lr"]
         row["threads"] = torch.get_num_threads()  # results are bit-exact per thread count
+        row["platform"] = PLATFORM  # ... and per machine kernels: see compute_platform()
         supernet.train()
         losses, accuracies = [], []
         for weight_batch, alpha_batch in zip(
@@ -208,6 +209,15 @@ def _alpha_columns(supernet) -> dict[str, Any]:
 
 def _write_metrics(run: RunStore, metrics: list[dict[str, Any]]) -> None:
     atomic_write_bytes(run.metrics_path, pd.DataFrame(metrics).to_csv(index=False).encode())
+
+
+def compute_platform() -> str:
+    """What decides the rounding of CPU results besides settings and threads: the kernels
+    torch dispatches to on this CPU, and the torch build."""
+    return f"{torch.backends.cpu.get_cpu_capability()} torch {torch.__version__}"
+
+
+PLATFORM = compute_platform()
 
 
 def _last(epochs: list[int]) -> str:

@@ -268,3 +268,16 @@ def test_missing_tables_are_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(HarnessError, match="no results in"):
         load_results(tmp_path / "partial")
     assert not (tmp_path / "report").exists()  # nothing written before the error
+
+
+def test_runs_from_different_platforms_are_flagged(tmp_path) -> None:
+    records, selections, runs = make_tables({"darts": "abcdabcdabcdabcd"})
+    same = runs.assign(platform="AVX2 torch 2.4.1")
+    out = build_report(write_tables(tmp_path / "a", (records, selections, same)), tmp_path / "ra")
+    page = (out.out_dir / "index.html").read_text()
+    assert "AVX2 torch 2.4.1" in page and "different platforms" not in page
+    mixed = runs.assign(platform=["AVX2 torch 2.4.1", "AVX512 torch 2.4.1"] * (len(runs) // 2)
+                        + ["AVX2 torch 2.4.1"] * (len(runs) % 2))  # fmt: skip
+    out = build_report(write_tables(tmp_path / "b", (records, selections, mixed)), tmp_path / "rb")
+    page = (out.out_dir / "index.html").read_text()
+    assert "trained on different platforms (AVX2 torch 2.4.1 / AVX512 torch 2.4.1)" in page

@@ -17,8 +17,9 @@ import torch
 
 from harness.cli import main
 from harness.presets import build_config
+from harness.records import collect_tables
 from harness.store import RunStore, load_checkpoint_file
-from harness.training import train_supernet
+from harness.training import compute_platform, train_supernet
 
 
 def _config(epochs=3, every=1, algorithm="darts"):
@@ -195,3 +196,14 @@ def test_corrupt_checkpoint_is_reported_in_one_sentence(tmp_path, tiny_arrays, c
 
     with pytest.raises(HarnessError, match="corrupt or partial"):
         load_checkpoint_file(path)
+
+
+def test_every_epoch_records_its_platform(tmp_path, tiny_arrays):
+    config = build_config("smoke")
+    outcome = train_supernet(config, 0, tmp_path, tiny_arrays, progress=False)
+    metrics = pd.read_csv(outcome.run_dir / "metrics.csv")
+    expected = f"{torch.backends.cpu.get_cpu_capability()} torch {torch.__version__}"
+    assert compute_platform() == expected
+    assert list(metrics["platform"]) == [expected] * config.train.epochs
+    runs = collect_tables(tmp_path, truth=None)["runs"]
+    assert list(runs["platform"]) == [expected]

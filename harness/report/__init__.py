@@ -193,6 +193,7 @@ def build_report(
             ),
             *ablation_entries,
         ],
+        notes=platform_note(tables.runs),
     )
     index = _write_text(out_dir / "index.html", page)
     return ReportSummary(
@@ -231,8 +232,28 @@ def _configs(tables: ResultTables) -> list[ConfigEntry]:
             final_epoch=int(rows["final_epoch"].max()),
             methods=sorted(methods["method"], key=method_sort_key),
             settings=settings_of(tables.runs, str(key)),
+            platform="; ".join(platforms(tables.runs[tables.runs["config_key"] == key])),
         ))  # fmt: skip
     return out
+
+
+def platforms(runs: pd.DataFrame) -> list[str]:
+    """The distinct platforms (CPU kernels, torch build) the given runs trained on."""
+    if "platform" not in runs.columns:
+        return []
+    found = {p for raw in runs["platform"].dropna().astype(str) for p in raw.split("; ") if p}
+    return sorted(found)
+
+
+def platform_note(runs: pd.DataFrame) -> list[str]:
+    found = platforms(runs)
+    if len(found) < 2:
+        return []
+    return [
+        f"The runs compared here trained on different platforms ({' / '.join(found)}). CPU "
+        "results are bit-identical only for the same settings, seed, thread count and "
+        "platform; across platforms expect the same statistics, not the same numbers."
+    ]
 
 
 def _block_title(config: ConfigEntry) -> str:

@@ -57,6 +57,7 @@ class ConfigEntry:
     final_epoch: int
     methods: list[str]
     settings: dict[str, Any]
+    platform: str = ""  # CPU kernels and torch build of its runs ("" when not recorded)
 
 
 def frame_to_html(frame: pd.DataFrame, numeric: Sequence[str] = ()) -> str:
@@ -113,6 +114,7 @@ def _provenance(configs: list[ConfigEntry]) -> str:
                 "config key": c.config_key,
                 "CIFAR-10 pixels": _pixels(c.settings),
                 "search split": _split(c.settings),
+                "platform": c.platform or "not recorded",
                 "seeds": _span(c.seeds),
                 "checkpoint epochs": _span(c.epochs),
                 "final epoch": str(c.final_epoch),

@@ -86,7 +86,8 @@ def load_results(results_dir: Path) -> ResultTables:
 
 def _read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
     try:
-        frame = pd.read_parquet(path)
+        # Page checksums (written by harness.records) catch silent corruption on read.
+        frame = pd.read_parquet(path, page_checksum_verification=True)
     except Exception as error:  # pyarrow raises several types for damaged files
         raise HarnessError(
             f"{path} is not a readable Parquet table ({type(error).__name__}); "

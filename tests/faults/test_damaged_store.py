@@ -4,9 +4,11 @@ nothing already finished is changed."""
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -158,3 +160,31 @@ def test_a_diverging_run_stops_with_no_checkpoint_of_nans(run_args, tmp_path, ca
         state = torch.load(path, map_location="cpu", weights_only=False)
         floats = [t for t in state["model"].values() if t.is_floating_point()]
         assert all(torch.isfinite(t).all() for t in floats)
+
+
+def test_a_corrupted_table_is_caught_by_its_page_checksums(store, tmp_path, capsys):
+    results, _, _ = store
+    table = results / "records.parquet"
+    data = table.read_bytes()
+    chunks = pq.ParquetFile(table).metadata.row_group(0)
+    original = pd.read_parquet(table)
+    accuracy = chunks.column(list(original.columns).index("accuracy"))
+    start = accuracy.dictionary_page_offset or accuracy.data_page_offset
+    # The first one-bit flip in the accuracy column that a reader without checksums takes
+    # for valid data (a silently changed accuracy), written back.
+    for position in range(start, start + accuracy.total_compressed_size):
+        flipped = bytearray(data)
+        flipped[position] ^= 0x01
+        try:
+            changed = not pd.read_parquet(io.BytesIO(bytes(flipped))).equals(original)
+        except Exception:  # noqa: BLE001 - an error is no silent change
+            continue
+        if changed:
+            break
+    else:
+        pytest.fail("no silent one-bit corruption found")
+    table.write_bytes(bytes(flipped))
+    capsys.readouterr()
+    assert main(["report", "--results", str(results), "--out", str(tmp_path / "out")]) == 2
+    line = _one_sentence(capsys)
+    assert str(table) in line and "re-run `harness run`" in line
