@@ -52,7 +52,7 @@ def resolve_data_location(
     return DataLocation(
         source=source,
         root=Path(raw).expanduser().resolve(),
-        cache_dir=writable_folder(resolve_cache_dir(cache_dir), "--cache"),
+        cache_dir=writable_folder(resolve_cache_dir(cache_dir), "--cache", create=False),
         download=download,
     )
 
@@ -68,11 +68,21 @@ def resolve_results_dir(cli_value: str | None = None) -> Path:
     return Path(cli_value or os.environ.get(RESULTS_ENV) or "results").expanduser().resolve()
 
 
-def writable_folder(path: Path, flag: str) -> Path:
-    """``path`` as a folder this process can write in (made if missing), else one sentence."""
+def writable_folder(path: Path, flag: str, create: bool = True) -> Path:
+    """``path`` as a folder this process can write in, else one sentence. With ``create``
+    False nothing is made: the nearest existing folder above it must be writable (for
+    checks at the boundary, before anything else may fail)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise HarnessError(f"{flag} {path} is a file, not a folder: pass a folder")
+    if not create:
+        existing = next((p for p in (path, *path.parents) if p.exists()), Path("/"))
+        if not existing.is_dir():
+            raise HarnessError(f"{flag} {path} lies under the file {existing}: pass a folder")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise HarnessError(f"{flag} {path} cannot be made in {existing} (not writable): "
+                               "pass a folder you can write to")  # fmt: skip
+        return path
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:

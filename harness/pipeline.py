@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from harness.config import ExperimentConfig, TrainSettings, run_key
 from harness.errors import HarnessError
 from harness.ground_truth import GroundTruth
-from harness.locations import DataLocation
+from harness.locations import DataLocation, writable_folder
 from harness.presets import SELECTION_DEFAULTS
 from harness.records import write_tables
 from harness.search_data import split_indices
@@ -109,6 +109,7 @@ def run_experiment(
     summary = RunSummary()
     data = location.load()
     split_indices(config.data, len(data.train_labels))  # e.g. images_per_split too large
+    writable_folder(results_dir, "--results")  # made only now that nothing else failed
     keys = {seed: run_key(config, seed, data.fingerprint) for seed in seeds}
     summary.run_keys = keys
 

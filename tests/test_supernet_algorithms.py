@@ -130,8 +130,12 @@ def test_lambda_clip_over_weights_only_differs_and_train_step_order_is_refused()
     algo_both.weight_step(batch)
     algo_weights.weight_step(batch)
     assert not torch.equal(both.stem[0].weight, weights_only.stem[0].weight)
+    # A train.step_order that disagrees with the algorithm's own is refused (one that
+    # agrees, as the xautodl preset's, is accepted).
     with pytest.raises(HarnessError, match="algorithm.step_order"):
-        _one_step("lambda-darts", {"step_order": "weight-then-alpha"})
+        _one_step("lambda-darts", {"step_order": "weight-then-alpha"},
+                  step_order="alpha-then-weight")  # fmt: skip
+    _one_step("lambda-darts", {"step_order": "weight-then-alpha"})
 
 
 def test_lambda_records_ramp_and_cosine(tmp_path, tiny_arrays):

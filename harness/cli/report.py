@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     summary = build_report(
         resolve_results_dir(args.results),
-        writable_folder(Path(args.out).resolve(), "--out"),
+        writable_folder(Path(args.out).resolve(), "--out", create=False),
         preset=args.preset,
         algorithm=args.algorithm,
         config_key=args.config,

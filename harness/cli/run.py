@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds)
     methods = parse_method_list(args.methods, SELECTION_DEFAULTS[args.preset])
     execution = Execution(jobs=args.jobs, cluster=args.cluster, threads=args.threads).validate()
-    results = writable_folder(resolve_results_dir(args.results), "--results")
+    results = writable_folder(resolve_results_dir(args.results), "--results", create=False)
     truth = load_ground_truth(args.ground_truth)
     location = data_location(args)
     configs = [experiment_config(args, algorithm=a.strip()) for a in args.algorithm.split(",")]

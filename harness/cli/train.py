@@ -48,13 +48,14 @@ def run(args: argparse.Namespace) -> int:
     if warning := pixels_warning(config):
         print(warning, file=sys.stderr)
     location = data_location(args)
-    store = writable_folder(resolve_results_dir(args.results), "--results")
+    store = writable_folder(resolve_results_dir(args.results), "--results", create=False)
     if args.threads is not None:
         if args.threads < 1:
             raise HarnessError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     data = location.load()
     split_indices(config.data, len(data.train_labels))
+    writable_folder(store, "--results")
     for seed in seeds:
         outcome = train_supernet(config, seed, store, data, progress=not args.quiet)
         if outcome.epochs_trained == 0:
