@@ -176,3 +176,39 @@ def test_resume_is_identical_for_every_algorithm(tmp_path, tiny_arrays, algorith
         assert torch.equal(a["model"][name], b["model"][name]), name
     if algorithm == "opp-darts":
         assert a["algorithm"]["admitted"] == b["algorithm"]["admitted"]
+
+
+def test_lambda_weight_step_applies_grad_loss_minus_lambda_grad_cosine():
+    """One real regularised step: the applied weight gradient is dL/dw - lambda * dC/dw,
+    with dC/dw by double backprop (fails if the term is dropped or its sign flipped)."""
+    torch.manual_seed(0)
+    net = NB201Supernet(
+        channels=3, cells_per_stage=1, num_classes=4, cell_bn=BatchNormSettings(False, False)
+    ).double()
+    with torch.no_grad():
+        net.alphas.normal_(0, 0.5)
+    x, y = torch.randn(8, 3, 6, 6, dtype=torch.float64), torch.randint(0, 4, (8,))
+    params = net.weight_parameters()
+    per_cell = per_cell_weights(net).requires_grad_(True)
+    loss = F.cross_entropy(net(x, per_cell), y)
+    grads = torch.autograd.grad(loss, [per_cell, *params], create_graph=True, allow_unused=True)
+    cosine = mean_pairwise_cosine(grads[0].flatten(1))
+    grad_cosine = torch.autograd.grad(cosine, params, allow_unused=True)
+    lam = 0.5
+    expected = [
+        (torch.zeros_like(p) if g is None else g.detach())
+        - lam * (torch.zeros_like(p) if c is None else c)
+        for p, g, c in zip(params, grads[1:], grad_cosine, strict=True)
+    ]
+    plain_sgd = {"lr": 1.0, "lr_min": 0.0, "momentum": 0.0, "weight_decay": 0.0, "grad_clip": 1e9}
+    train = build_config("smoke", {"train": plain_sgd}).train
+    algo = get_algorithm("lambda-darts")(net, train, {"epsilon0": 1e-6, "clip_alphas": False})
+    algo.current_lambda = lam
+    before = [p.detach().clone() for p in params]
+    algo.weight_step((x, y))
+    applied = torch.cat([(b - p.detach()).flatten() for b, p in zip(before, params, strict=True)])
+    wanted = torch.cat([e.flatten() for e in expected])
+    regulariser = torch.cat([(c if c is not None else torch.zeros_like(p)).flatten()
+                             for p, c in zip(params, grad_cosine, strict=True)])  # fmt: skip
+    assert (lam * regulariser).norm() > 1e-3 * wanted.norm()  # the term matters here
+    assert (applied - wanted).norm() / wanted.norm() < 1e-5
