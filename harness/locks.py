@@ -29,17 +29,24 @@ def lock_path(store_root: Path, *parts: str) -> Path:
 
 
 @contextlib.contextmanager
-def job_lock(path: Path, what: str) -> Iterator[None]:
-    """Hold the lock file ``path`` for the duration; ``what`` names the job in log lines."""
+def job_lock(path: Path, what: str, wait: bool = True) -> Iterator[bool]:
+    """Hold the lock file ``path`` for the duration; ``what`` names the job in log lines.
+
+    Yields True once held. With ``wait`` False a lock held elsewhere is not waited for:
+    the body runs at once with False (and must then leave the job's files alone).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(path), thread_local=False)
     try:
         lock.acquire(timeout=0)
     except Timeout:
+        if not wait:
+            yield False
+            return
         log.info("waiting for another process to finish %s", what)
         lock.acquire()
     try:
-        yield
+        yield True
     finally:
         lock.release()

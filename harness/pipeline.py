@@ -24,6 +24,7 @@ from harness.config import ExperimentConfig, TrainSettings, run_key
 from harness.errors import HarnessError
 from harness.ground_truth import GroundTruth
 from harness.locations import DataLocation, writable_folder
+from harness.locks import job_lock, lock_path
 from harness.presets import SELECTION_DEFAULTS
 from harness.records import write_tables
 from harness.search_data import split_indices
@@ -114,7 +115,10 @@ def run_experiment(
     summary.run_keys = keys
 
     for key in keys.values():  # a deleted or damaged settings.json / metrics.csv comes back
-        RunStore(results_dir, key).repair_metadata()
+        # Not while another process trains that run (it is writing those files itself).
+        with job_lock(lock_path(results_dir, "train", key), "repair", wait=False) as held:
+            if held:
+                RunStore(results_dir, key).repair_metadata()
     to_train = [s for s in seeds if not _trained(results_dir, keys[s], config.train)]
     if to_train:
         log.info("training seeds %s", to_train)

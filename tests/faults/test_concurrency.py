@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from harness.cli import main
-from harness.locks import lock_path
+from harness.locks import job_lock, lock_path
 from harness.store import RunStore, load_checkpoint_file
 
 COLUMNS = ["seed", "epoch", "method", "dataset", "metric", "fidelity", "arch", "accuracy"]
@@ -93,3 +93,13 @@ def test_a_killed_lock_holder_does_not_block_the_next_run(
     _, err = run.communicate(timeout=300)  # a lock left held would hang it past this
     assert run.returncode == 0, err
     pd.testing.assert_frame_equal(_records(results), single_run)
+
+
+def test_a_lock_held_elsewhere_is_skipped_without_waiting_when_asked(tmp_path):
+    path = lock_path(tmp_path, "train", "abc")
+    with job_lock(path, "first") as first:
+        assert first is True
+        with job_lock(path, "second", wait=False) as second:  # another open file: refused
+            assert second is False
+    with job_lock(path, "third", wait=False) as third:
+        assert third is True
