@@ -33,7 +33,8 @@ def _config(algorithm, epochs=4, every=2, **options):
     )
 
 
-def test_lambda_finite_difference_matches_double_backprop():
+def _double_supernet_and_batch():
+    """A float64 supernet without BN statistics (exact derivatives) and one batch."""
     torch.manual_seed(0)
     net = NB201Supernet(
         channels=3, cells_per_stage=1, num_classes=4, cell_bn=BatchNormSettings(False, False)
@@ -41,6 +42,11 @@ def test_lambda_finite_difference_matches_double_backprop():
     with torch.no_grad():
         net.alphas.normal_(0, 0.5)
     x, y = torch.randn(8, 3, 6, 6, dtype=torch.float64), torch.randint(0, 4, (8,))
+    return net, x, y
+
+
+def test_lambda_finite_difference_matches_double_backprop():
+    net, x, y = _double_supernet_and_batch()
     params = net.weight_parameters()
 
     per_cell = per_cell_weights(net).requires_grad_(True)
@@ -181,13 +187,7 @@ def test_resume_is_identical_for_every_algorithm(tmp_path, tiny_arrays, algorith
 def test_lambda_weight_step_applies_grad_loss_minus_lambda_grad_cosine():
     """One real regularised step: the applied weight gradient is dL/dw - lambda * dC/dw,
     with dC/dw by double backprop (fails if the term is dropped or its sign flipped)."""
-    torch.manual_seed(0)
-    net = NB201Supernet(
-        channels=3, cells_per_stage=1, num_classes=4, cell_bn=BatchNormSettings(False, False)
-    ).double()
-    with torch.no_grad():
-        net.alphas.normal_(0, 0.5)
-    x, y = torch.randn(8, 3, 6, 6, dtype=torch.float64), torch.randint(0, 4, (8,))
+    net, x, y = _double_supernet_and_batch()
     params = net.weight_parameters()
     per_cell = per_cell_weights(net).requires_grad_(True)
     loss = F.cross_entropy(net(x, per_cell), y)

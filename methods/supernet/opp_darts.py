@@ -148,10 +148,10 @@ class OppDarts(SupernetAlgorithm):
     def _restart_optimisers(self, epoch: int) -> None:
         """New optimisers, as the reference; the cosine restarts from the lr in use."""
         lr = self.weight_optimizer.param_groups[0]["lr"]
-        schedule = self.scheduler.state_dict()
         if self.options.restart_schedule:
             self.make_optimisers(lr=lr, schedule_epochs=self.train_settings.epochs - epoch)
             return
+        schedule = self.scheduler.state_dict()
         self.make_optimisers()
         self.scheduler.load_state_dict(schedule)
         for group in self.weight_optimizer.param_groups:
