@@ -11,31 +11,20 @@ import torch
 from harness.config import ComputeSettings, ExperimentConfig, SpaceSettings
 from harness.errors import HarnessError
 from harness.store import load_checkpoint_file
-from spaces.nb201 import BatchNormSettings, NB201Supernet
+from spaces.base import Supernet
 
 
 def build_supernet(
     space: SpaceSettings, num_classes: int, compute: ComputeSettings | None = None
-) -> NB201Supernet:
-    compute = compute or ComputeSettings()
-    return NB201Supernet(
-        channels=space.channels,
-        cells_per_stage=space.cells_per_stage,
-        num_classes=num_classes,
-        cell_bn=BatchNormSettings(
-            affine=space.cell_bn_affine, track_running_stats=space.cell_bn_track_stats
-        ),
-        cell_impl=compute.cell,
-        channels_last=compute.channels_last,
-        autocast=None if compute.autocast == "none" else compute.autocast,
-        compile_cells=compute.compile,
-    )
+) -> Supernet:
+    """The supernet of the search space ``space`` names (see :mod:`spaces`)."""
+    return space.search_space().build_supernet(space, num_classes, compute or ComputeSettings())
 
 
 @dataclass
 class LoadedCheckpoint:
     path: Path
-    supernet: NB201Supernet
+    supernet: Supernet
     config: ExperimentConfig
     seed: int
     epoch: int

@@ -34,12 +34,21 @@ class SpaceSettings:
     # running statistics, xautodl does not.
     cell_bn_affine: bool = False
     cell_bn_track_stats: bool = True
+    # Narrowing a space's candidate ops (see spaces.nb201.space.nb201_space): one set for
+    # every edge ("skip_connect,nor_conv_3x3"), or one per edge separated by ";".
+    ops: str | None = None
+    edge_ops: str | None = None
 
     def validate(self) -> None:
         check_field_types(self, "space")
-        if self.name != "nb201":
-            raise HarnessError(f"unknown search space {self.name!r}; available: nb201")
         _positive(channels=self.channels, cells_per_stage=self.cells_per_stage)
+        self.search_space()
+
+    def search_space(self):
+        """The :class:`spaces.base.SearchSpace` these settings name (one sentence if none)."""
+        from spaces import make_space
+
+        return make_space(self)
 
 
 @dataclass(frozen=True)
@@ -166,6 +175,7 @@ class ComputeSettings:
 
 # Fields added after store format 2, with the default that reproduces the earlier behaviour.
 LATER_FIELDS: dict[str, dict[str, Any]] = {
+    "space": {"ops": None, "edge_ops": None},
     "train": {"nesterov": False, "clip_scope": "weights"},
     "data": {"split_file": None},
 }

@@ -85,7 +85,10 @@ class GroundTruth:
         self._values = np.asarray(values, dtype=np.float64)
         self._row_by_index = {int(i): row for row, i in enumerate(self._indices)}
         self._row_by_arch = {a: row for row, a in enumerate(self._archs)}
-        self._row_by_choices = {decode(a): row for row, a in enumerate(self._archs)}
+        choices = [decode(a) for a in self._archs]
+        self._row_by_choices = {c: row for row, c in enumerate(choices)}
+        # Op choices per row (rows x edges), to pick out the cells of a subset space at once.
+        self._choices = np.array(choices, dtype=np.int64).reshape(-1, NUM_EDGES)
         self._column_pos = {c: k for k, c in enumerate(self.columns)}
         present = {COLUMN_PATTERN.match(c).group(1) for c in self.columns}  # type: ignore[union-attr]
         self.datasets: list[str] = [d for d in DATASETS if d in present]
@@ -198,14 +201,18 @@ class GroundTruth:
         return {c: float(row[k]) for k, c in enumerate(self.columns)}
 
     def best(
-        self, dataset: str = "cifar10", metric: str = "test", epochs: int = 200
+        self, dataset: str = "cifar10", metric: str = "test", epochs: int = 200, within=None
     ) -> tuple[int, str, float]:
-        """(index, arch string, accuracy) of the most accurate cell in one column."""
+        """(index, arch string, accuracy) of the most accurate cell in one column; ``within``
+        (a :class:`spaces.base.SearchSpace` of NAS-Bench-201 cells) limits it to its cells."""
         values = self._values[:, self._column_pos[self.column(dataset, metric, epochs)]]
+        if within is not None:
+            values = np.where(within.contains_many(self._choices), values, np.nan)
         if np.isnan(values).all():
+            inside = f" for the cells of space {within.name}" if within is not None else ""
             raise HarnessError(
                 f"column {column_name(dataset, metric, epochs)} of {self._name()} holds no "
-                "values; pick another column or re-import the table"
+                f"values{inside}; pick another column or re-import the table"
             )
         row = int(np.nanargmax(values))
         return int(self._indices[row]), self._archs[row], float(values[row])

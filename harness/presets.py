@@ -124,6 +124,13 @@ _SECTIONS = {
 }
 
 
+def canonical_space(settings: SpaceSettings) -> SpaceSettings:
+    """``settings`` with its candidate ops spelled canonically (vocabulary order; the full
+    space as no ops), so that one space never gets two store keys."""
+    settings.validate()
+    return dataclasses.replace(settings, **settings.search_space().canonical_settings())
+
+
 def build_config(
     preset: str,
     overrides: dict[str, dict[str, Any]] | None = None,
@@ -145,6 +152,7 @@ def build_config(
                 f"known: {', '.join(sorted(known))}"
             )
         sections[section] = cls(**values)
+    sections["space"] = canonical_space(sections["space"])
     # Every option, defaults included, so that a changed default never lets a store made
     # under the old one be reused (the options are part of the run key).
     algorithm_class = get_algorithm(algorithm)
@@ -157,7 +165,7 @@ def build_config(
         **sections,
     )
     config.validate()
-    algorithm_class.check_settings(options, config.train)
+    algorithm_class.check_settings(options, config.train, config.space.search_space())
     return config
 
 

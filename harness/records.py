@@ -19,16 +19,15 @@ import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
-from harness.config import config_key, hash_settings
+from harness.config import SpaceSettings, config_key, hash_settings
 from harness.ground_truth import COLUMN_PATTERN, GroundTruth
 from harness.locks import job_lock, lock_path
 from harness.selecting import read_selection
 from harness.store import atomic_write_bytes, read_json
-from spaces.nb201 import NUM_EDGES, NUM_OPS, OP_NAMES, PARAMETER_FREE_OPS, decode, encode
+from spaces.base import SearchSpace
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +59,8 @@ def collect_tables(results_dir: Path, truth: GroundTruth) -> dict[str, pd.DataFr
                             run_dir / "settings.json", run_dir.name)  # fmt: skip
             continue
         identity = _run_identity(settings)
+        space = SpaceSettings(**settings["config"]["space"]).search_space()
+        truth_here = truth if space.benchmark == BENCHMARK else None
         metrics = _read_metrics(run_dir / "metrics.csv")
         runs.append({**identity, **_run_summary(metrics, settings)})
         mixing.append(_mixing_weights(identity, metrics))
@@ -74,7 +75,7 @@ def collect_tables(results_dir: Path, truth: GroundTruth) -> dict[str, pd.DataFr
             if "alphas" in raw:
                 alpha_cache[checkpoint] = raw["alphas"]
             elif checkpoint not in alpha_cache:  # stored before selections kept alphas
-                alpha_cache[checkpoint] = _checkpoint_alphas(checkpoint)
+                alpha_cache[checkpoint] = _checkpoint_alphas(checkpoint, space)
             row = {
                 **identity,
                 "epoch": raw["epoch"],
@@ -90,11 +91,13 @@ def collect_tables(results_dir: Path, truth: GroundTruth) -> dict[str, pd.DataFr
                     **row,
                     "scores": json.dumps(selection["scores"]),
                     "alphas": json.dumps(alpha_cache[checkpoint]),
-                    "gt_importance": json.dumps(_neighbour_accuracies(selection["arch"], truth)),
+                    "gt_importance": json.dumps(
+                        _neighbour_accuracies(selection["arch"], space, truth_here)
+                    ),
                     "edge_order": json.dumps(selection["edge_order"]),
                 }
             )
-            records.extend(_accuracy_rows(row, truth))
+            records.extend(_accuracy_rows(row, space, truth))
     return {
         "records": _frame(records, _RECORD_COLUMNS),
         "selections": _frame(selections, _SELECTION_COLUMNS),
@@ -106,7 +109,9 @@ def collect_tables(results_dir: Path, truth: GroundTruth) -> dict[str, pd.DataFr
 
 
 _COSTS = ("wall_seconds", "forward_passes", "backward_passes", "finetune_steps")
-_IDENTITY = ("config_key", "preset", "algorithm", "run_key", "seed", "final_epoch")
+_IDENTITY = ("config_key", "preset", "space", "algorithm", "run_key", "seed", "final_epoch")
+# The ground truth every table is joined with (harness.ground_truth).
+BENCHMARK = "nas-bench-201"
 _ROW = (*_IDENTITY, "epoch", "method", "method_name", "method_key", "upper_bound", "arch")
 _RECORD_COLUMNS = (
     *_ROW,
@@ -134,6 +139,7 @@ def _run_identity(settings: dict[str, Any]) -> dict[str, Any]:
     return {
         "config_key": config_key(config, settings["data_fingerprint"]),
         "preset": config["preset"],
+        "space": SpaceSettings(**config["space"]).search_space().label,
         "algorithm": config["algorithm"],
         "run_key": settings["run_key"],
         "seed": settings["seed"],
@@ -180,34 +186,43 @@ def _run_summary(metrics: pd.DataFrame, settings: dict[str, Any]) -> dict[str, A
     }
 
 
-def _checkpoint_alphas(path: Path) -> list[list[float]]:
+def _checkpoint_alphas(path: Path, space: SearchSpace) -> list[list[float]]:
     if not path.exists():
-        return [[math.nan] * NUM_OPS for _ in range(NUM_EDGES)]
+        return space.empty_scores().tolist()
     state = torch.load(path, map_location="cpu", weights_only=False)
     return state["model"]["alphas"].double().tolist()
 
 
-def _neighbour_accuracies(arch: str, truth: GroundTruth) -> list[list[float]]:
-    """[e][k]: CIFAR-10 test (200 epochs) accuracy of ``arch`` with edge e set to op k."""
+def _neighbour_accuracies(
+    arch: str, space: SearchSpace, truth: GroundTruth | None
+) -> list[list[float]]:
+    """[e][k]: CIFAR-10 test (200 epochs) accuracy of ``arch`` with edge e set to op k
+    (NaN where op k is not a candidate of edge e, or without ground truth)."""
+    values = space.empty_scores()
+    if truth is None:
+        return values.tolist()
     column = truth.column("cifar10", "test", 200)
-    choices = list(decode(arch))
-    neighbours = []
-    for edge in range(NUM_EDGES):
-        for op in range(NUM_OPS):
+    choices = list(space.decode(arch))
+    for edge, candidates in enumerate(space.candidates):
+        for op in candidates:
             variant = list(choices)
             variant[edge] = op
-            neighbours.append(encode(variant))
-    values = [truth.lookup_many([n], column)[0] if n in truth else math.nan for n in neighbours]
-    return np.asarray(values, dtype=float).reshape(NUM_EDGES, NUM_OPS).tolist()
+            neighbour = space.encode(variant)
+            if neighbour in truth:
+                values[edge, op] = truth.lookup_many([neighbour], column)[0]
+    return values.tolist()
 
 
-def _accuracy_rows(row: dict[str, Any], truth: GroundTruth) -> list[dict[str, Any]]:
-    ops = [OP_NAMES[k] for k in decode(row["arch"])]
-    known = row["arch"] in truth  # imported subsets of the benchmark may lack a cell
+def _accuracy_rows(
+    row: dict[str, Any], space: SearchSpace, truth: GroundTruth
+) -> list[dict[str, Any]]:
+    ops = [space.op_names[k] for k in space.decode(row["arch"])]
+    # Imported subsets of the benchmark may lack a cell; other benchmarks' cells never match.
+    known = space.benchmark == BENCHMARK and row["arch"] in truth
     shared = {
         **row,
         "benchmark_index": truth.index_of(row["arch"]) if known else -1,
-        "param_free_ops": sum(op in PARAMETER_FREE_OPS for op in ops),
+        "param_free_ops": sum(op in space.parameter_free_ops for op in ops),
         "skip_ops": ops.count("skip_connect"),
     }
     rows = []

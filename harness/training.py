@@ -29,7 +29,6 @@ from harness.locks import job_lock, lock_path
 from harness.search_data import make_search_data
 from harness.store import RunStore, atomic_write_bytes
 from methods.supernet import get_algorithm
-from spaces.nb201 import EDGE_NAMES, OP_NAMES, encode
 
 log = logging.getLogger(__name__)
 
@@ -196,14 +195,16 @@ def missing_checkpoints(train: TrainSettings, completed: list[int]) -> list[int]
 
 
 def _alpha_columns(supernet) -> dict[str, Any]:
+    """The softmax weight of every candidate op on every edge, and the cell they pick."""
+    space = supernet.space
     with torch.no_grad():
         weights = supernet.mixing_weights().cpu()
     columns: dict[str, Any] = {
-        f"w[{edge}][{op}]": weights[e, k].item()
-        for e, edge in enumerate(EDGE_NAMES)
-        for k, op in enumerate(OP_NAMES)
+        f"w[{edge}][{space.op_names[k]}]": weights[e, k].item()
+        for e, edge in enumerate(space.edge_names)
+        for k in space.candidates[e]
     }
-    columns["argmax_arch"] = encode(weights.argmax(dim=1).tolist())
+    columns["argmax_arch"] = space.encode(space.discretise(weights.double().numpy()))
     return columns
 
 

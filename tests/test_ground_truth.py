@@ -234,9 +234,10 @@ def test_gt_importance_on_the_real_table(real: GroundTruth) -> None:
     cell with edge e set to op k, each an independent benchmark lookup."""
     from harness.records import _neighbour_accuracies
     from spaces.nb201 import NUM_EDGES, OP_NAMES
+    from spaces.nb201.space import NB201Space
 
     skip, conv3 = OP_NAMES.index("skip_connect"), OP_NAMES.index("nor_conv_3x3")
-    matrix = np.asarray(_neighbour_accuracies(ALL_SKIP, real))
+    matrix = np.asarray(_neighbour_accuracies(ALL_SKIP, NB201Space(), real))
     assert matrix.shape == (NUM_EDGES, len(OP_NAMES))
     # The cell's own op on every edge is the cell itself: 54.30 everywhere in that column.
     assert np.allclose(matrix[:, skip], real.accuracy(ALL_SKIP))
@@ -247,7 +248,7 @@ def test_gt_importance_on_the_real_table(real: GroundTruth) -> None:
     # The full table holds every neighbour of every cell.
     assert not np.isnan(matrix).any()
     _, best_arch, best = real.best("cifar10", "test", 200)
-    best_matrix = np.asarray(_neighbour_accuracies(best_arch, real))
+    best_matrix = np.asarray(_neighbour_accuracies(best_arch, NB201Space(), real))
     own = [best_matrix[e, k] for e, k in enumerate(decode(best_arch))]
     assert own == [best] * NUM_EDGES
     assert (best_matrix <= best).all()  # no neighbour of the benchmark's best beats it

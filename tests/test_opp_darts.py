@@ -17,8 +17,11 @@ from harness.search_data import make_search_data
 from harness.store import RunStore
 from harness.training import train_supernet
 from methods.supernet import get_algorithm
-from methods.supernet.opp_darts import PARAMETRIC, SKIP, admission_epochs, resolved_spacing
+from methods.supernet.opp_darts import admission_epochs, resolved_spacing
 from spaces.nb201 import OP_NAMES, NB201Supernet
+
+SKIP = OP_NAMES.index("skip_connect")
+PARAMETRIC = tuple(OP_NAMES.index(n) for n in ("nor_conv_1x1", "nor_conv_3x3"))
 
 
 def _config(epochs=8, every=2, **options):

@@ -12,6 +12,7 @@ from harness.locations import DataLocation, resolve_data_location
 from harness.presets import PRESET_DESCRIPTIONS, PRESETS, build_config
 from methods.supernet import ALGORITHMS, get_algorithm
 from methods.supernet.base import parse_options
+from spaces import space_names
 
 _RANGE = re.compile(r"^([0-9]+)-([0-9]+)$")
 MAX_SEED = 2**63 - 1  # torch.manual_seed takes a signed 64-bit integer
@@ -108,6 +109,13 @@ def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"supernet algorithm: {', '.join(ALGORITHMS)} (default: darts); "
         "`harness run` also takes a comma-separated list",
     )
+    group.add_argument(
+        "--space",
+        help="search space (part of the run key): "
+        + "; ".join(f"{name}: {text}" for name, text in space_names().items())
+        + " (default: nb201). Narrow nb201 with --set space.ops=OP,OP (every edge) or "
+        "--set 'space.edge_ops=OP,OP;OP;...' (one set per edge, 1<-0 first)",
+    )
     group.add_argument("--epochs", type=int, help="override the preset's epoch count")
     group.add_argument(
         "--checkpoint-every", type=int, metavar="K", help="checkpoint every K epochs"
@@ -128,6 +136,8 @@ def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
 def experiment_config(args: argparse.Namespace, algorithm: str | None = None) -> ExperimentConfig:
     overrides: dict[str, dict[str, Any]] = {"space": {}, "data": {}, "train": {}, "compute": {}}
     algorithm_options: dict[str, Any] = {}
+    if getattr(args, "space", None) is not None:
+        overrides["space"]["name"] = args.space
     if args.epochs is not None:
         overrides["train"]["epochs"] = args.epochs
     if args.checkpoint_every is not None:

@@ -22,6 +22,9 @@ def register(commands) -> None:
     parser.add_argument("--out", metavar="DIR", default="reports", help="output (default: reports)")
     parser.add_argument("--preset", help="only runs of this preset")
     parser.add_argument("--algorithm", help="only runs of this supernet algorithm")
+    parser.add_argument(
+        "--space", help="only runs in this search space (as the tables name it, e.g. nb201-s2)"
+    )
     parser.add_argument("--config", metavar="KEY", help="only runs of this config key (prefix)")
     parser.add_argument(
         "--table", action="store_true", help="also print the paper table to the terminal"
@@ -38,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         preset=args.preset,
         algorithm=args.algorithm,
         config_key=args.config,
+        space=args.space,
     )
     if args.table:
         print(format_table_for_terminal(summary))

@@ -97,9 +97,12 @@ def build_report(
     preset: str | None = None,
     algorithm: str | None = None,
     config_key: str | None = None,
+    space: str | None = None,
 ) -> ReportSummary:
     out_dir = Path(out_dir)
-    tables = select_results(load_results(Path(results_dir)), preset, algorithm, config_key)
+    tables = select_results(
+        load_results(Path(results_dir)), preset, algorithm, config_key, space
+    )
     records = tables.records
     if not ((records["fidelity"] == TABLE_FIDELITY) & (records["metric"] == TABLE_METRIC)).any():
         raise HarnessError(
@@ -225,6 +228,7 @@ def _configs(tables: ResultTables) -> list[ConfigEntry]:
         methods = rows.drop_duplicates("method")
         out.append(ConfigEntry(
             algorithm=str(algorithm),
+            space=str(rows["space"].iloc[0]),
             preset=", ".join(sorted(rows["preset"].astype(str).unique())),
             config_key=str(key),
             seeds=sorted(int(s) for s in rows["seed"].unique()),
@@ -257,8 +261,10 @@ def platform_note(runs: pd.DataFrame) -> list[str]:
 
 
 def _block_title(config: ConfigEntry) -> str:
+    # The space is named when it is not NAS-Bench-201 itself (titles before spaces existed).
+    space = f" on {config.space}" if config.space != "nb201" else ""
     return (
-        f"{config.algorithm} — preset {config.preset}, config {config.config_key}, "
+        f"{config.algorithm}{space} — preset {config.preset}, config {config.config_key}, "
         f"{len(config.seeds)} seeds, final epoch {config.final_epoch}"
     )
 

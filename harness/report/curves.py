@@ -32,7 +32,6 @@ from harness.report.tables import (  # noqa: E402
     ordered_datasets,
 )
 from harness.store import atomic_write_bytes  # noqa: E402
-from spaces.nb201 import EDGE_NAMES, OP_NAMES  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -228,10 +227,11 @@ def write_alpha_figure(mixing: pd.DataFrame, figures_dir: Path) -> list[Path]:
     ``mixing`` is the ``mixing_weights`` table: what each run's ``metrics.csv`` recorded.
     """
     algorithms = sorted(mixing["algorithm"].unique())
-    present = set(mixing["edge"])
-    edges = [edge for edge in EDGE_NAMES if edge in present]
+    # Edges and ops in the order the space lists them (metrics.csv columns keep it).
+    edges = list(dict.fromkeys(mixing["edge"]))
+    ops = list(dict.fromkeys(mixing["op"]))
     cmap = plt.get_cmap("tab10")
-    op_colors = {op: cmap(i) for i, op in enumerate(OP_NAMES)}
+    op_colors = {op: cmap(i) for i, op in enumerate(ops)}
 
     per_row = 3  # six edges as two rows of three panels per algorithm
     rows_each = -(-len(edges) // per_row)
@@ -248,7 +248,7 @@ def write_alpha_figure(mixing: pd.DataFrame, figures_dir: Path) -> list[Path]:
                     .groupby(["op", "epoch"], as_index=False)["weight"]
                     .agg(mean="mean", std="std", n="count")
                 )
-                for op in [o for o in OP_NAMES if o in set(stats["op"])]:
+                for op in [o for o in ops if o in set(stats["op"])]:
                     line = stats[stats["op"] == op].sort_values("epoch")
                     ax.plot(line["epoch"], line["mean"], label=op, color=op_colors[op])
                     band = line[line["n"] > 1]

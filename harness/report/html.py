@@ -50,6 +50,7 @@ class TableEntry:
 @dataclass
 class ConfigEntry:
     algorithm: str
+    space: str
     preset: str
     config_key: str
     seeds: list[int]
@@ -110,6 +111,7 @@ def _provenance(configs: list[ConfigEntry]) -> str:
         [
             {
                 "algorithm": c.algorithm,
+                "space": c.space,
                 "preset": c.preset,
                 "config key": c.config_key,
                 "CIFAR-10 pixels": _pixels(c.settings),

@@ -24,8 +24,10 @@ RECORDS_FILE = "records.parquet"
 SELECTIONS_FILE = "selections.parquet"
 RUNS_FILE = "runs.parquet"
 MIXING_FILE = "mixing_weights.parquet"  # optional: results written before it existed lack it
-MIXING_COLUMNS = ("config_key", "preset", "algorithm", "run_key", "seed", "epoch", "edge", "op",
-                  "weight")  # fmt: skip
+MIXING_COLUMNS = ("config_key", "preset", "space", "algorithm", "run_key", "seed", "epoch", "edge",
+                  "op", "weight")  # fmt: skip
+# Tables written before search spaces were a setting hold full NAS-Bench-201 runs only.
+SPACE_BEFORE_IT_WAS_RECORDED = "nb201"
 
 IDENTITY_COLUMNS = (
     "config_key", "preset", "algorithm", "run_key", "seed", "epoch", "final_epoch",
@@ -93,6 +95,8 @@ def _read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
             f"{path} is not a readable Parquet table ({type(error).__name__}); "
             "re-run `harness run` to rewrite it"
         ) from None
+    if "space" not in frame.columns:
+        frame["space"] = SPACE_BEFORE_IT_WAS_RECORDED
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise HarnessError(
@@ -107,6 +111,7 @@ def select_results(
     preset: str | None = None,
     algorithm: str | None = None,
     config_key: str | None = None,
+    space: str | None = None,
 ) -> ResultTables:
     """Keep the rows matching the filters; exactly one config may remain per algorithm."""
     records = tables.records
@@ -115,6 +120,9 @@ def select_results(
     if preset is not None:
         wanted &= records["preset"] == preset
         asked.append(f"preset {preset!r}")
+    if space is not None:
+        wanted &= records["space"] == space
+        asked.append(f"space {space!r}")
     if algorithm is not None:
         wanted &= records["algorithm"] == algorithm
         asked.append(f"algorithm {algorithm!r}")
@@ -131,7 +139,8 @@ def select_results(
         if group["config_key"].nunique() > 1:
             raise HarnessError(
                 f"the results hold {group['config_key'].nunique()} configurations of algorithm "
-                f"{algo!r} ({_choices(tables, group)}): pass --preset or --config to pick one"
+                f"{algo!r} ({_choices(tables, group)}): pass --space, --preset or --config to "
+                "pick one"
             )
     keys = set(kept["config_key"])
     return ResultTables(
@@ -170,7 +179,8 @@ def describe_configs(tables: ResultTables, keys: list[str]) -> dict[str, str]:
         first = rows.iloc[0]
         epochs = int(rows["final_epoch"].max())
         text = (
-            f"preset {first['preset']} --config {key} ({first['algorithm']}, {epochs} epochs, "
+            f"space {first['space']} preset {first['preset']} --config {key} "
+            f"({first['algorithm']}, {epochs} epochs, "
             f"{rows['seed'].nunique()} seeds"
         )
         diff = [f"{name}={flat[key].get(name)}" for name in differing[:4] if name != "algorithm"]

@@ -21,7 +21,7 @@ import torch
 from harness.config import TrainSettings
 from harness.search_data import SearchData
 from methods.supernet.base import parse_options
-from spaces.nb201 import NUM_EDGES, NUM_OPS, NB201Supernet, encode
+from spaces.base import Supernet
 
 
 @dataclass
@@ -118,14 +118,14 @@ class SelectionMethod:
     def settings(self) -> dict[str, Any]:
         return {"method": self.name, **dataclasses.asdict(self.options)}
 
-    def select(self, supernet: NB201Supernet, context: SelectionContext) -> Selection:
+    def select(self, supernet: Supernet, context: SelectionContext) -> Selection:
         cost = SelectionCost()
         began = time.perf_counter()
         choices, scores, order = self.choose(supernet, context, cost)
         cost.wall_seconds = time.perf_counter() - began
         return Selection(
             method=self.display_name,
-            arch=encode(choices),
+            arch=supernet.space.encode(choices),  # refuses a cell outside the space
             scores=[[float(v) for v in row] for row in np.asarray(scores, dtype=float)],
             edge_order=[int(e) for e in order],
             cost=cost,
@@ -134,19 +134,17 @@ class SelectionMethod:
         )
 
     def choose(
-        self, supernet: NB201Supernet, context: SelectionContext, cost: SelectionCost
+        self, supernet: Supernet, context: SelectionContext, cost: SelectionCost
     ) -> tuple[list[int], np.ndarray, list[int]]:
         """Return (op per edge, edges x ops scores, order in which edges were decided)."""
         raise NotImplementedError
 
 
-def working_copy(supernet: NB201Supernet) -> NB201Supernet:
+def working_copy(supernet: Supernet) -> Supernet:
     """A deep copy to score or fine-tune, so the caller's (cached) supernet is untouched."""
     return copy.deepcopy(supernet)
 
 
-def empty_scores() -> np.ndarray:
-    return np.full((NUM_EDGES, NUM_OPS), np.nan)
 
 
 def edge_order(seed: int, edges: list[int]) -> list[int]:

@@ -26,7 +26,7 @@ from methods.selection.progressive import (
     remove_op,
     require_one_of,
 )
-from spaces.nb201 import NB201Supernet
+from spaces.base import Supernet
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class DartsPT(SelectionMethod):
     options_class = DartsPTOptions
     aliases = {"fix-alpha": {"fix_alpha": True}}
 
-    def choose(self, supernet: NB201Supernet, context: SelectionContext, cost: SelectionCost):
+    def choose(self, supernet: Supernet, context: SelectionContext, cost: SelectionCost):
         o = self.options
         metric = "accuracy" if o.criterion == "accuracy" else "loss"
         reshuffled = o.scoring_data == "reshuffled"

@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 
 from methods.selection.base import SelectionContext, SelectionCost, fixed_weights
-from spaces.nb201 import NB201Supernet
+from spaces.base import Supernet
 
 
 def finetune(
-    supernet: NB201Supernet,
+    supernet: Supernet,
     context: SelectionContext,
     decided: dict[int, int],
     steps: int,

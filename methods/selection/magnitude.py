@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from methods.selection.base import SelectionContext, SelectionCost, SelectionMethod
-from spaces.nb201 import NUM_EDGES, OP_NAMES, NB201Supernet
+from spaces.base import Supernet
 
 
 @dataclass(frozen=True)
@@ -23,14 +23,18 @@ class Magnitude(SelectionMethod):
     options_class = MagnitudeOptions
     aliases = {"no-none": {"exclude_none": True}}
 
-    def choose(self, supernet: NB201Supernet, context: SelectionContext, cost: SelectionCost):
+    def choose(self, supernet: Supernet, context: SelectionContext, cost: SelectionCost):
         with torch.no_grad():
             scores = supernet.alphas.detach().cpu().double().clone()
             scores[~supernet.active_ops.cpu()] = float("-inf")
-        if self.options.exclude_none:
-            scores[:, OP_NAMES.index("none")] = float("-inf")
+        space = supernet.space
+        if self.options.exclude_none and "none" in space.op_names:
+            none = space.op_names.index("none")
+            # An edge whose only candidate is none keeps it: it must be decided somehow.
+            keeps_other = np.isfinite(np.delete(scores.numpy(), none, axis=1)).any(axis=1)
+            scores[torch.from_numpy(keeps_other), none] = float("-inf")
         scores = scores.numpy()
-        # np.argmax takes the first maximum: ties go to the earlier op.
-        choices = [int(np.argmax(scores[e])) for e in range(NUM_EDGES)]
         scores[np.isinf(scores)] = np.nan
-        return choices, scores, list(range(NUM_EDGES))
+        # The space's topology rule; ties go to the earlier op.
+        choices = list(space.discretise(scores))
+        return choices, scores, list(range(space.num_edges))

@@ -49,7 +49,7 @@ from methods.selection.progressive import (
     decide_edges,
     remove_op,
 )
-from spaces.nb201 import NB201Supernet
+from spaces.base import Supernet
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class OppLoss(SelectionMethod):
     options_class = OppLossOptions
     aliases = {"sequential": {"edge_order": "sequential"}}
 
-    def choose(self, supernet: NB201Supernet, context: SelectionContext, cost: SelectionCost):
+    def choose(self, supernet: Supernet, context: SelectionContext, cost: SelectionCost):
         o = self.options
         scoring = Scoring(
             context.data.weight_eval,

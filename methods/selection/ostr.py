@@ -49,9 +49,8 @@ from methods.selection.progressive import (
     replace_row,
     require_one_of,
 )
-from spaces.nb201 import OP_NAMES, NB201Supernet
+from spaces.base import Supernet
 
-NONE = OP_NAMES.index("none")
 # The open choices of OStr side by side (``--methods ostr-ablation``): the criterion as
 # described, each variant changing one choice of the harness's default.
 ABLATION = (
@@ -88,13 +87,14 @@ class OStr(SelectionMethod):
         "no-none": {"none_competes": False},
     }
 
-    def choose(self, supernet: NB201Supernet, context: SelectionContext, cost: SelectionCost):
+    def choose(self, supernet: Supernet, context: SelectionContext, cost: SelectionCost):
         o = self.options
         batches = context.data.alpha_eval if o.split == "valid" else context.data.weight_eval
         scoring = Scoring(
             batches, o.num_batches, o.bn_mode, cost, candidate_batch=o.candidate_batch
         )
-        excluded = () if o.none_competes else (NONE,)
+        names = supernet.space.op_names
+        excluded = () if o.none_competes or "none" not in names else (names.index("none"),)
         if o.estimate == "taylor":
             score: EdgeScorer = TaylorScorer(scoring, excluded)
         else:

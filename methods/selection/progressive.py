@@ -24,12 +24,11 @@ from methods.selection.base import (
     SelectionContext,
     SelectionCost,
     edge_order,
-    empty_scores,
     fixed_weights,
 )
 from methods.selection.finetune import finetune, steps_for
 from methods.selection.scoring import measure, measure_candidates
-from spaces.nb201 import NUM_EDGES, NUM_OPS, NB201Supernet
+from spaces.base import Supernet
 
 EDGE_ORDERS = ("random", "sequential", "greedy", "independent")
 Rows = dict[int, np.ndarray]
@@ -108,7 +107,7 @@ class Scoring:
         if self.reshuffle and self.candidate_batch != 1:
             raise ValueError("reshuffled scoring measures one candidate per pass")
 
-    def values(self, net: NB201Supernet, matrices: list[torch.Tensor]) -> list[float]:
+    def values(self, net: Supernet, matrices: list[torch.Tensor]) -> list[float]:
         """The metric under each matrix, ``candidate_batch`` matrices per pass."""
         if self.candidate_batch == 1:
             results = []
@@ -127,7 +126,7 @@ class Scoring:
                 )
         return [r.loss if self.metric == "loss" else r.accuracy for r in results]
 
-    def gradient(self, net: NB201Supernet, weights: torch.Tensor) -> torch.Tensor:
+    def gradient(self, net: Supernet, weights: torch.Tensor) -> torch.Tensor:
         """``dL/dW`` at ``weights``: one forward and one backward pass per batch."""
         # ``net`` is a working copy, so train-mode passes may move its running statistics:
         # train mode never reads them and eval mode does not update them.
@@ -150,7 +149,7 @@ class Scoring:
 class EdgeScorer:
     """Scores the candidate ops of some edges at mixing matrix ``W`` (higher = better)."""
 
-    def __call__(self, net: NB201Supernet, weights: torch.Tensor, edges: list[int]) -> Rows:
+    def __call__(self, net: Supernet, weights: torch.Tensor, edges: list[int]) -> Rows:
         raise NotImplementedError
 
     def network_changed(self) -> None:
@@ -175,7 +174,7 @@ class PerturbationScorer(EdgeScorer):
         # candidates it measured, so the next step's baseline costs nothing.
         self._values: dict[bytes, float] = {}
 
-    def _measure(self, net: NB201Supernet, matrices: list[torch.Tensor]) -> list[float]:
+    def _measure(self, net: Supernet, matrices: list[torch.Tensor]) -> list[float]:
         """Values of ``matrices``; those not measured before are measured together."""
         keys = [w.cpu().numpy().tobytes() for w in matrices]
         missing: dict[bytes, torch.Tensor] = {}
@@ -187,12 +186,12 @@ class PerturbationScorer(EdgeScorer):
             self._values.update(zip(missing, found, strict=True))
         return [self._values[key] for key in keys]
 
-    def __call__(self, net: NB201Supernet, weights: torch.Tensor, edges: list[int]) -> Rows:
+    def __call__(self, net: Supernet, weights: torch.Tensor, edges: list[int]) -> Rows:
         candidate_ops = candidate_mask(net, self.excluded_ops)
         candidates = [(e, int(k)) for e in edges for k in np.flatnonzero(candidate_ops[e])]
         matrices = [weights] + [self.perturb(weights, e, k) for e, k in candidates]
         base, *changed = self._measure(net, matrices)
-        rows: Rows = {e: np.full(NUM_OPS, np.nan) for e in edges}
+        rows: Rows = {e: np.full(net.space.num_ops, np.nan) for e in edges}
         for (e, k), value in zip(candidates, changed, strict=True):
             rows[e][k] = self.sign * (value - base)
         return rows
@@ -212,7 +211,7 @@ class TaylorScorer(EdgeScorer):
     def __init__(self, scoring: Scoring, excluded_ops: tuple[int, ...] = ()) -> None:
         self.scoring, self.excluded_ops = scoring, excluded_ops
 
-    def __call__(self, net: NB201Supernet, weights: torch.Tensor, edges: list[int]) -> Rows:
+    def __call__(self, net: Supernet, weights: torch.Tensor, edges: list[int]) -> Rows:
         grad = self.scoring.gradient(net, weights)
         # L(W + onehot(k) - W_e) - L(W) ~ g_e . (onehot(k) - W_e) = g[e,k] - sum_j g[e,j] W[e,j]
         strength = -(grad - (grad * weights).sum(dim=1, keepdim=True))
@@ -221,7 +220,7 @@ class TaylorScorer(EdgeScorer):
         return {e: strength[e].copy() for e in edges}
 
 
-def candidate_mask(net: NB201Supernet, excluded_ops: tuple[int, ...]) -> np.ndarray:
+def candidate_mask(net: Supernet, excluded_ops: tuple[int, ...]) -> np.ndarray:
     """Edges x ops: the active ops, less ``excluded_ops`` (where an edge keeps another)."""
     active = net.active_ops.cpu().numpy()
     allowed = active.copy()
@@ -233,7 +232,7 @@ def candidate_mask(net: NB201Supernet, excluded_ops: tuple[int, ...]) -> np.ndar
 
 
 def decide_edges(
-    net: NB201Supernet,
+    net: Supernet,
     context: SelectionContext,
     cost: SelectionCost,
     score: EdgeScorer,
@@ -246,13 +245,14 @@ def decide_edges(
 
     A row of the returned scores is what the method saw when it decided that edge.
     """
-    planned = list(range(NUM_EDGES))
+    num_edges = net.space.num_edges
+    planned = list(range(num_edges))
     if order == "random":
         planned = edge_order(context.seed, planned)
     steps = steps_for(finetune_epochs, context.data.weight_batches)
     decided: dict[int, int] = {}
-    scores, sequence = empty_scores(), []
-    while len(decided) < NUM_EDGES:
+    scores, sequence = net.space.empty_scores(), []
+    while len(decided) < num_edges:
         undecided = [e for e in planned if e not in decided]
         weights = fixed_weights(net.mixing_weights().detach(), decided)
         candidates = undecided if order in ("greedy", "independent") else undecided[:1]
@@ -266,12 +266,12 @@ def decide_edges(
             decided[edge] = int(np.nanargmax(rows[edge]))  # first maximum: the earlier op
             scores[edge] = rows[edge]
             sequence.append(edge)
-        if steps and len(decided) < NUM_EDGES:
+        if steps and len(decided) < num_edges:
             finetune(
                 net, context, decided, steps, finetune_lr, train_alphas, cost, stream=len(decided)
             )
             score.network_changed()
-    return [decided[e] for e in range(NUM_EDGES)], scores, sequence
+    return [decided[e] for e in range(num_edges)], scores, sequence
 
 
 def replace_row(weights: torch.Tensor, edge: int, op: int) -> torch.Tensor:

@@ -9,8 +9,7 @@ import torch.nn.functional as F
 
 from harness.data import Batches
 from methods.selection.base import SelectionCost
-from spaces.nb201 import NB201Supernet
-from spaces.nb201.candidates import candidate_logits
+from spaces.base import Supernet
 
 
 @dataclass(frozen=True)
@@ -21,7 +20,7 @@ class Measurement:
 
 @torch.inference_mode()
 def measure(
-    supernet: NB201Supernet,
+    supernet: Supernet,
     weights: torch.Tensor,
     batches: Batches,
     num_batches: int | None,
@@ -56,7 +55,7 @@ def measure(
     return Measurement(total_loss / count, correct / count)
 
 
-def _bn_buffers(supernet: NB201Supernet) -> dict[str, torch.Tensor]:
+def _bn_buffers(supernet: Supernet) -> dict[str, torch.Tensor]:
     return {
         name: buffer.clone()
         for name, buffer in supernet.named_buffers()
@@ -64,7 +63,7 @@ def _bn_buffers(supernet: NB201Supernet) -> dict[str, torch.Tensor]:
     }
 
 
-def _restore_bn_buffers(supernet: NB201Supernet, saved: dict[str, torch.Tensor]) -> None:
+def _restore_bn_buffers(supernet: Supernet, saved: dict[str, torch.Tensor]) -> None:
     buffers = dict(supernet.named_buffers())
     for name, value in saved.items():
         buffers[name].copy_(value)
@@ -72,7 +71,7 @@ def _restore_bn_buffers(supernet: NB201Supernet, saved: dict[str, torch.Tensor])
 
 @torch.inference_mode()
 def measure_candidates(
-    supernet: NB201Supernet,
+    supernet: Supernet,
     matrices: list[torch.Tensor],
     batches: Batches,
     num_batches: int | None,
@@ -94,7 +93,7 @@ def measure_candidates(
     for index, (x, y) in enumerate(batches.epoch(0)):
         if num_batches is not None and index >= num_batches:
             break
-        logits = candidate_logits(supernet, x, stacked)  # K x B x classes
+        logits = supernet.candidate_logits(x, stacked)  # K x B x classes
         for k in range(len(matrices)):
             losses[k] += F.cross_entropy(logits[k], y, reduction="sum").item()
             correct[k] += (logits[k].argmax(1) == y).sum().item()

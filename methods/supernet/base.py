@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from harness.config import TrainSettings
 from harness.errors import HarnessError
-from spaces.nb201 import NB201Supernet
+from spaces.base import SearchSpace, Supernet
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -32,17 +32,17 @@ class SupernetAlgorithm:
     options_class: ClassVar[type] = NoOptions
 
     def __init__(
-        self, supernet: NB201Supernet, train: TrainSettings, options: dict[str, Any] | None = None
+        self, supernet: Supernet, train: TrainSettings, options: dict[str, Any] | None = None
     ) -> None:
         self.supernet = supernet
         self.train_settings = train
         self.options = parse_options(self.options_class, options or {}, self.name)
-        self.check_settings(self.options, train)
+        self.check_settings(self.options, train, supernet.space)
         self.make_optimisers()
 
     @classmethod
-    def check_settings(cls, options: Any, train: TrainSettings) -> None:
-        """Refuse options that cannot work with ``train``, before any work starts."""
+    def check_settings(cls, options: Any, train: TrainSettings, space: SearchSpace) -> None:
+        """Refuse options that cannot work with ``train`` or ``space``, before any work."""
 
     def make_optimisers(self, lr: float | None = None, schedule_epochs: int | None = None) -> None:
         """Fresh optimisers; the cosine runs from ``lr`` (train.lr) over ``schedule_epochs``

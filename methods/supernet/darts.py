@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from methods.supernet.base import Batch, SupernetAlgorithm
-from spaces.nb201 import NB201Supernet
+from spaces.base import Supernet
 
 
 class DartsFirstOrder(SupernetAlgorithm):
@@ -50,7 +50,7 @@ class DartsSecondOrder(SupernetAlgorithm):
 
 
 def unrolled_alpha_gradient(
-    supernet: NB201Supernet,
+    supernet: Supernet,
     weight_batch: Batch,
     alpha_batch: Batch,
     eta: float,

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from harness.config import TrainSettings
 from harness.errors import HarnessError
 from methods.supernet.base import Batch, SupernetAlgorithm, accuracy
-from spaces.nb201 import NB201Supernet
+from spaces.base import SearchSpace, Supernet
 
 STEP_ORDERS = ("weight-then-alpha", "alpha-then-weight")
 
@@ -53,7 +53,9 @@ class LambdaDarts(SupernetAlgorithm):
     options_class = LambdaDartsOptions
 
     @classmethod
-    def check_settings(cls, options: LambdaDartsOptions, train: TrainSettings) -> None:
+    def check_settings(
+        cls, options: LambdaDartsOptions, train: TrainSettings, space: SearchSpace
+    ) -> None:
         if options.step_order not in STEP_ORDERS:
             raise HarnessError(
                 f"unknown step_order {options.step_order!r} for lambda-darts; "
@@ -136,7 +138,7 @@ class LambdaDarts(SupernetAlgorithm):
         alphas.grad = None
 
 
-def per_cell_weights(supernet: NB201Supernet) -> torch.Tensor:
+def per_cell_weights(supernet: Supernet) -> torch.Tensor:
     shared = supernet.mixing_weights().detach()
     return shared.unsqueeze(0).repeat(supernet.num_search_cells, 1, 1)
 
@@ -159,7 +161,7 @@ def mean_pairwise_cosine(g: torch.Tensor) -> torch.Tensor:
 
 
 def finite_difference_weight_gradient(
-    supernet: NB201Supernet,
+    supernet: Supernet,
     x: torch.Tensor,
     y: torch.Tensor,
     per_cell: torch.Tensor,

@@ -30,6 +30,10 @@ The port to NAS-Bench-201 (the reference covers the DARTS space only) decides:
   pass, so there the old ops use running statistics; the harness does not copy that.)
 * ``trial_batches`` N > 0 scores on the first N batches instead of the whole split (a
   cheaper, recorded deviation).
+* On an op-subset space the ops are the space's: the parametric ones (ops with
+  parameters) compete to start, the rest but skip_connect follow, skip_connect (when the
+  space has it) comes last. OPP-DARTS admits an op for the whole cell, so a space with
+  different candidates per edge is refused, as is one without a parametric op.
 """
 
 from __future__ import annotations
@@ -44,11 +48,8 @@ import torch.nn.functional as F
 from harness.config import TrainSettings
 from harness.errors import HarnessError
 from methods.supernet.base import SupernetAlgorithm
-from spaces.nb201 import OP_NAMES
-from spaces.nb201.networks import SearchCell
+from spaces.base import SearchSpace
 
-SKIP = OP_NAMES.index("skip_connect")
-PARAMETRIC = tuple(OP_NAMES.index(n) for n in ("nor_conv_1x1", "nor_conv_3x3"))
 REFERENCE_SPACING = (2, 50)  # add_op_epoch = 2 in the reference's 50-epoch search
 
 
@@ -62,14 +63,50 @@ class OppDartsOptions:
     alpha_init_scale: float = 1e-3
 
 
-def admission_epochs(num_candidates: int, add_op_epoch: int, skip_epoch: int = 0) -> list[int]:
-    """Epochs (0-based, at their start) at which ops enter; the last one is skip_connect.
+def admission_epochs(
+    num_candidates: int, add_op_epoch: int, skip_epoch: int = 0, with_skip: bool = True
+) -> list[int]:
+    """Epochs (0-based, at their start) at which ops enter; the last one is skip_connect
+    (when the space has it).
 
     The reference admits a candidate when ``epoch % a == 0`` for ``epoch`` in
     ``a, ..., n*a`` and skip when ``epoch > n*a`` is next a multiple of ``a``.
     """
     epochs = [add_op_epoch * k for k in range(1, num_candidates + 1)]
+    if not with_skip:
+        return epochs
     return [*epochs, skip_epoch or add_op_epoch * (num_candidates + 1)]
+
+
+@dataclasses.dataclass(frozen=True)
+class OpPool:
+    """The ops OPP-DARTS grows through on a space (op indices)."""
+
+    ops: tuple[int, ...]
+    parametric: tuple[int, ...]
+    skip: int | None
+
+    @classmethod
+    def of(cls, space: SearchSpace) -> OpPool:
+        if len(set(space.candidates)) != 1:
+            raise HarnessError(
+                f"opp-darts admits each op for the whole cell, but space {space.name} has "
+                "different candidate ops per edge; use a space with one op set"
+            )
+        ops = space.candidates[0]
+        names = space.op_names
+        parametric = tuple(k for k in ops if names[k] not in space.parameter_free_ops)
+        if not parametric:
+            raise HarnessError(
+                f"opp-darts starts from a parametric op, and space {space.name} has none"
+            )
+        skip = names.index("skip_connect") if "skip_connect" in names else None
+        return cls(ops, parametric, skip if skip in ops else None)
+
+    @property
+    def followers(self) -> int:
+        """Ops admitted after the first and before skip_connect."""
+        return len(self.ops) - 1 - (self.skip is not None)
 
 
 def resolved_spacing(options: OppDartsOptions, train: TrainSettings) -> int:
@@ -84,21 +121,30 @@ class OppDarts(SupernetAlgorithm):
     options_class = OppDartsOptions
 
     @classmethod
-    def check_settings(cls, options: OppDartsOptions, train: TrainSettings) -> None:
-        if options.initial_op != "max-loss" and options.initial_op not in (
-            OP_NAMES[k] for k in PARAMETRIC
-        ):
+    def check_settings(
+        cls, options: OppDartsOptions, train: TrainSettings, space: SearchSpace
+    ) -> None:
+        pool = OpPool.of(space)
+        parametric = [space.op_names[k] for k in pool.parametric]
+        if options.initial_op != "max-loss" and options.initial_op not in parametric:
             raise HarnessError(
                 f"opp-darts initial_op {options.initial_op!r} must be max-loss or one of "
-                f"{', '.join(OP_NAMES[k] for k in PARAMETRIC)}"
+                f"{', '.join(parametric)}"
             )
         for name in ("add_op_epoch", "skip_epoch", "trial_batches"):
             if getattr(options, name) < 0:
                 raise HarnessError(f"opp-darts {name} must be 0 or positive")
+        if options.skip_epoch and pool.skip is None:
+            raise HarnessError(
+                f"opp-darts skip_epoch is set, but space {space.name} has no skip_connect"
+            )
         schedule = admission_epochs(
-            len(OP_NAMES) - 2, resolved_spacing(options, train), options.skip_epoch
-        )
-        if options.skip_epoch and options.skip_epoch <= schedule[-2]:
+            pool.followers, resolved_spacing(options, train), options.skip_epoch,
+            with_skip=pool.skip is not None,
+        )  # fmt: skip
+        if not schedule:
+            return
+        if options.skip_epoch and len(schedule) > 1 and options.skip_epoch <= schedule[-2]:
             raise HarnessError(
                 f"opp-darts skip_epoch {options.skip_epoch} must come after the last "
                 f"candidate's admission at epoch {schedule[-2]}"
@@ -112,12 +158,16 @@ class OppDarts(SupernetAlgorithm):
 
     def __init__(self, supernet, train, options=None) -> None:
         super().__init__(supernet, train, options)
+        self.pool = OpPool.of(supernet.space)
         self.spacing = resolved_spacing(self.options, train)
-        self.schedule = admission_epochs(len(OP_NAMES) - 2, self.spacing, self.options.skip_epoch)
+        self.schedule = admission_epochs(
+            self.pool.followers, self.spacing, self.options.skip_epoch,
+            with_skip=self.pool.skip is not None,
+        )  # fmt: skip
         self.admitted: list[int] = []  # every op switched on, in order; the first one started
         with torch.no_grad():  # until epoch 0 chooses, the parametric candidates
             supernet.active_ops.fill_(False)
-            supernet.active_ops[:, list(PARAMETRIC)] = True
+            supernet.active_ops[:, list(self.pool.parametric)] = True
 
     def begin_epoch(self, epoch: int, weight_batches, alpha_batches) -> dict[str, float]:
         due = 1 + sum(1 for start in self.schedule if start <= epoch)
@@ -127,14 +177,14 @@ class OppDarts(SupernetAlgorithm):
 
     def _admit(self, stage: int, epoch: int, weight_batches) -> None:
         if stage == 0:
-            candidates = list(PARAMETRIC)
+            candidates = list(self.pool.parametric)
             if self.options.initial_op != "max-loss":
-                candidates = [OP_NAMES.index(self.options.initial_op)]
+                candidates = [self.supernet.space.op_names.index(self.options.initial_op)]
             with torch.no_grad():
                 self.supernet.active_ops.fill_(False)
         else:
-            remaining = [k for k in range(len(OP_NAMES)) if k not in self.admitted]
-            candidates = [k for k in remaining if k != SKIP] or remaining
+            remaining = [k for k in self.pool.ops if k not in self.admitted]
+            candidates = [k for k in remaining if k != self.pool.skip] or remaining
         if len(candidates) == 1:
             newcomer = candidates[0]
         else:
@@ -176,14 +226,12 @@ class OppDarts(SupernetAlgorithm):
         # Initialised on the CPU from a fixed seed, so every device gets the same newcomer.
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             torch.manual_seed(1_000 * stage + op)
-            for block in self.supernet.cells:
-                if isinstance(block, SearchCell):
-                    template = copy.deepcopy(block.edges[0].ops[op]).cpu()
-                    for edge in block.edges:
-                        for module in template.modules():
-                            if hasattr(module, "reset_parameters"):
-                                module.reset_parameters()
-                        edge.ops[op].load_state_dict(template.state_dict())
+            for target in self.supernet.op_modules(op):
+                template = copy.deepcopy(target).cpu()
+                for module in template.modules():
+                    if hasattr(module, "reset_parameters"):
+                        module.reset_parameters()
+                target.load_state_dict(template.state_dict())
             fresh = self.options.alpha_init_scale * torch.randn(self.supernet.alphas.shape[0])
             self.supernet.alphas[:, op] = fresh.to(self.supernet.alphas.device)
             self.supernet.active_ops[:, op] = True

@@ -42,17 +42,39 @@ class DiscreteCell(nn.Module):
         return nodes[-1]
 
 
+class NotACandidate(nn.Module):
+    """Stands in for an op outside the edge's candidate set: no parameters, never run.
+
+    Keeping its place in ``ops`` keeps module names (``ops.<op index>``) the same in
+    every space, so checkpoints of the full space and of subsets name ops alike.
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError(f"{self.name} is not a candidate op of this edge; its weight must be 0")
+
+
 class MixedEdge(nn.Module):
-    """All candidate ops of one edge, mixed by an explicit row of weights.
+    """The candidate ops of one edge, mixed by an explicit row of weights.
 
     Ops whose weight is exactly zero are not computed (so a one-hot row costs one op);
     ``none`` never is, since it contributes zeros whatever its weight. The gradient
-    with respect to an exactly-zero weight is therefore reported as zero.
+    with respect to an exactly-zero weight is therefore reported as zero. ``candidates``
+    (op indices; default all) are built, the other ops are :class:`NotACandidate`.
     """
 
-    def __init__(self, channels: int, bn: BatchNormSettings) -> None:
+    def __init__(
+        self, channels: int, bn: BatchNormSettings, candidates: Sequence[int] | None = None
+    ) -> None:
         super().__init__()
-        self.ops = nn.ModuleList(build_op(name, channels, bn) for name in OP_NAMES)
+        wanted = range(len(OP_NAMES)) if candidates is None else set(candidates)
+        self.ops = nn.ModuleList(
+            build_op(name, channels, bn) if k in wanted else NotACandidate(name)
+            for k, name in enumerate(OP_NAMES)
+        )
 
     def forward(self, x: torch.Tensor, row: torch.Tensor) -> torch.Tensor | None:
         values = row.detach().tolist()
@@ -70,9 +92,15 @@ class MixedEdge(nn.Module):
 
 
 class SearchCell(nn.Module):
-    def __init__(self, channels: int, bn: BatchNormSettings) -> None:
+    def __init__(
+        self,
+        channels: int,
+        bn: BatchNormSettings,
+        candidates: Sequence[Sequence[int]] | None = None,
+    ) -> None:
         super().__init__()
-        self.edges = nn.ModuleList(MixedEdge(channels, bn) for _ in range(NUM_EDGES))
+        per_edge = [None] * NUM_EDGES if candidates is None else list(candidates)
+        self.edges = nn.ModuleList(MixedEdge(channels, bn, ops) for ops in per_edge)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         nodes = [x]

@@ -198,8 +198,8 @@ class _CandidateMixing(_SharedMixing):
 class FusedSearchCell(SearchCell):
     """:class:`SearchCell` with its work grouped by source node (see the module docstring)."""
 
-    def __init__(self, channels, bn) -> None:
-        super().__init__(channels, bn)
+    def __init__(self, channels, bn, candidates=None) -> None:
+        super().__init__(channels, bn, candidates)
         self.channels = channels
         self._pool_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 

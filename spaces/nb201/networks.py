@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,9 @@ from spaces.nb201.ops import (
     BatchNormSettings,
     ResNetReduction,
 )
+
+if TYPE_CHECKING:
+    from spaces.nb201.space import NB201Space
 
 __all__ = [
     "CELL_IMPLEMENTATIONS",
@@ -138,6 +142,7 @@ class NB201Supernet(_MacroNetwork):
         cells_per_stage: int = 5,
         num_classes: int = 10,
         cell_bn: BatchNormSettings = SEARCH_BN,
+        space: NB201Space | None = None,
         alpha_init_scale: float = 1e-3,
         cell_impl: str = "fused",
         channels_last: bool = False,
@@ -153,21 +158,49 @@ class NB201Supernet(_MacroNetwork):
             raise ValueError(f"autocast must be None or 'bf16', got {autocast!r}")
         if compile_cells and cell_impl != "fused":
             raise ValueError("compile_cells needs the fused cell implementation")
+        if space is None:
+            from spaces.nb201.space import NB201Space
+
+            space = NB201Space()
         cell_class = CELL_IMPLEMENTATIONS[cell_impl]
+        candidates = space.candidates
         super().__init__(
-            channels, cells_per_stage, num_classes, lambda width: cell_class(width, cell_bn)
+            channels,
+            cells_per_stage,
+            num_classes,
+            lambda width: cell_class(width, cell_bn, candidates),
         )
+        self.space = space
         self.cell_bn = cell_bn
         self.cell_impl = cell_impl
         self.channels_last = channels_last
         self.autocast = autocast
         self.compile_cells = compile_cells
         self.alphas = nn.Parameter(alpha_init_scale * torch.randn(NUM_EDGES, len(OP_NAMES)))
-        self.register_buffer("active_ops", torch.ones(NUM_EDGES, len(OP_NAMES), dtype=torch.bool))
+        # Ops outside the space's candidate sets are never active.
+        self.register_buffer("active_ops", torch.from_numpy(space.candidate_mask.copy()))
 
     @property
     def num_search_cells(self) -> int:
         return sum(isinstance(block, SearchCell) for block in self.cells)
+
+    def search_cells(self) -> list[SearchCell]:
+        return [block for block in self.cells if isinstance(block, SearchCell)]
+
+    def op_modules(self, op: int) -> list[nn.Module]:
+        """Op ``op``'s module on every edge of every search cell (candidates only)."""
+        return [
+            edge.ops[op]
+            for cell in self.search_cells()
+            for e, edge in enumerate(cell.edges)
+            if op in self.space.candidates[e]
+        ]
+
+    def candidate_logits(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Logits (K x batch x classes) under each of K mixing matrices, in one pass."""
+        from spaces.nb201.candidates import candidate_logits
+
+        return candidate_logits(self, x, weights)
 
     def arch_parameters(self) -> list[nn.Parameter]:
         return [self.alphas]
@@ -226,6 +259,7 @@ def compiled_forward():
 
 def discrete_from_supernet(supernet: NB201Supernet, choices: Sequence[int]) -> NB201Network:
     """A discrete network for ``choices`` carrying the supernet's parameters and BN state."""
+    supernet.space.check_cell(choices)
     network = NB201Network(
         choices,
         channels=supernet.channels,
