@@ -17,7 +17,7 @@ import pandas as pd
 from scipy import stats
 
 from harness.presets import protocol_of
-from harness.report.published import DATASETS, reference_for
+from harness.report.published import DATASETS, PUBLISHED_SPACE, reference_for
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,7 @@ def paper_table(
     )
     search = runs.groupby("algorithm")["train_seconds"].mean()
     protocols = _protocols(runs)
+    spaces = runs.groupby("algorithm")["space"].first() if "space" in runs else pd.Series(dtype=str)
     methods = (
         records[["algorithm", "method", "method_name", "upper_bound"]]
         .drop_duplicates(["algorithm", "method"])
@@ -123,7 +124,8 @@ def paper_table(
             row[f"mean_{dataset}"] = float(acc.mean()) if len(acc) else math.nan
             row[f"std_{dataset}"] = float(acc.std()) if len(acc) > 1 else math.nan
         ref = reference_for(str(algorithm), protocols.get(algorithm), str(method_name),
-                            str(method), bool(upper_bound))  # fmt: skip
+                            str(method), bool(upper_bound),
+                            str(spaces.get(algorithm, PUBLISHED_SPACE)))  # fmt: skip
         reported = any(not math.isnan(v) for v in ref.accuracy)
         row["published"] = ref.text() if reported else ""
         row["published_source"] = ref.source
