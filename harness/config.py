@@ -242,6 +242,10 @@ def run_key(config: ExperimentConfig, seed: int, data_fingerprint: str) -> str:
         from harness.split_file import split_file_digest
 
         identity["data"]["split_file"] = "sha256:" + split_file_digest(config.data.split_file)
+    from methods.supernet import algorithm_source
+
+    if source := algorithm_source(config.algorithm):  # plugins only: built-in keys unchanged
+        identity["algorithm_source"] = source
     identity.update(seed=seed, data_fingerprint=data_fingerprint, format=STORE_FORMAT_VERSION)
     return hash_settings(identity)
 

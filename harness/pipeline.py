@@ -31,7 +31,7 @@ from harness.search_data import split_indices
 from harness.selecting import read_selection, select_at_checkpoint, selection_path
 from harness.store import RunStore
 from harness.training import missing_checkpoints, train_supernet
-from methods.selection import SelectionMethod, make_method
+from methods.selection import SelectionMethod, make_method, method_spec
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def run_experiment(
         store = RunStore(results_dir, keys[seed])
         for epoch in store.completed_epochs():
             path = store.checkpoint_path(epoch)
-            missing = [m.display_name for m in methods if not _selected(path, m)]
+            missing = [method_spec(m) for m in methods if not _selected(path, m)]
             summary.selections_reused += len(methods) - len(missing)
             if missing:
                 pending.append((path, missing))
@@ -155,8 +155,10 @@ def run_experiment(
         if execution.in_process:
             with torch_threads(execution.threads_per_job):
                 done = []
+                # The method objects themselves: a class defined in a notebook needs no import.
+                by_spec = {method_spec(m): m for m in methods}
                 for path, missing in tqdm(pending, desc="selection", disable=not progress):
-                    methods_here = [make_method(s, baselines) for s in missing]
+                    methods_here = [by_spec[s] for s in missing]
                     stored = select_at_checkpoint(path, methods_here, data, truth, config.device)
                     done.append((sum(s.computed for s in stored), "in-process"))
         else:

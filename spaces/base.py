@@ -170,7 +170,11 @@ class SearchSpace:
         scores[~self.candidate_mask | np.isnan(scores)] = -np.inf
         if self.topology != "every-edge":
             raise NotImplementedError(f"topology rule {self.topology} of space {self.name}")
-        return tuple(int(np.argmax(row)) for row in scores)
+        # An edge with no finite score keeps its first candidate: it must be decided somehow.
+        return tuple(
+            int(np.argmax(row)) if np.isfinite(row).any() else self.candidates[e][0]
+            for e, row in enumerate(scores)
+        )
 
     def empty_scores(self) -> np.ndarray:
         return np.full((self.num_edges, self.num_ops), np.nan)

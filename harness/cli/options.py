@@ -3,48 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import re
-from typing import Any
 
-from harness.config import ExperimentConfig, parse_literal
-from harness.errors import HarnessError
-from harness.locations import DataLocation, resolve_data_location
-from harness.presets import PRESET_DESCRIPTIONS, PRESETS, build_config
-from methods.supernet import ALGORITHMS, get_algorithm
-from methods.supernet.base import parse_options
+from harness import api
+from harness.api import MAX_SEED, MAX_SEEDS, parse_seeds  # noqa: F401 (the CLI's names)
+from harness.config import ExperimentConfig
+from harness.presets import PRESET_DESCRIPTIONS, PRESETS
+from methods.supernet import available_algorithms
 from spaces import space_names
-
-_RANGE = re.compile(r"^([0-9]+)-([0-9]+)$")
-MAX_SEED = 2**63 - 1  # torch.manual_seed takes a signed 64-bit integer
-MAX_SEEDS = 1000
-
-
-def parse_seeds(text: str) -> list[int]:
-    """'0-4' -> [0..4]; '0,2,5' -> [0, 2, 5]; '3' -> [3]; ranges and lists may mix."""
-    seeds: list[int] = []
-    for part in (p.strip() for p in text.split(",")):
-        match = _RANGE.match(part)
-        if match:
-            low, high = int(match.group(1)), int(match.group(2))
-            if low > high:
-                raise HarnessError(f"seed range {part!r} runs backwards; write it as {high}-{low}")
-            seeds.extend(range(low, high + 1))
-        elif part.isascii() and part.isdigit():
-            seeds.append(int(part))
-        else:
-            raise HarnessError(
-                f"cannot read seeds {text!r}: use a range like 0-4, a list like 0,2,5, or one seed"
-            )
-    if len(set(seeds)) != len(seeds):
-        raise HarnessError(f"seeds {text!r} name a seed twice")
-    if seeds and max(seeds) > MAX_SEED:
-        raise HarnessError(f"seed {max(seeds)} is too large: seeds go up to {MAX_SEED}")
-    if len(seeds) > MAX_SEEDS:
-        raise HarnessError(
-            f"--seeds {text!r} asks for {len(seeds)} seeds, more than {MAX_SEEDS} at once: "
-            "run them in chunks (the store keeps what each finished)"
-        )
-    return seeds
 
 
 def add_ground_truth_argument(parser: argparse.ArgumentParser) -> None:
@@ -90,10 +55,6 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def data_location(args: argparse.Namespace) -> DataLocation:
-    return resolve_data_location(args.data, args.data_source, args.cache, args.download)
-
-
 def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("experiment")
     group.add_argument(
@@ -106,7 +67,8 @@ def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--algorithm",
         default="darts",
-        help=f"supernet algorithm: {', '.join(ALGORITHMS)} (default: darts); "
+        help=f"supernet algorithm: {', '.join(available_algorithms())} or module.path:Class "
+        "(default: darts; `harness algorithms` lists them with their options); "
         "`harness run` also takes a comma-separated list",
     )
     group.add_argument(
@@ -134,33 +96,13 @@ def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def experiment_config(args: argparse.Namespace, algorithm: str | None = None) -> ExperimentConfig:
-    overrides: dict[str, dict[str, Any]] = {"space": {}, "data": {}, "train": {}, "compute": {}}
-    algorithm_options: dict[str, Any] = {}
-    if getattr(args, "space", None) is not None:
-        overrides["space"]["name"] = args.space
-    if args.epochs is not None:
-        overrides["train"]["epochs"] = args.epochs
-    if args.checkpoint_every is not None:
-        overrides["train"]["checkpoint_every"] = args.checkpoint_every
-    overrides["data"]["source"] = args.data_source
-    for item in args.set:
-        name, sep, raw = item.partition("=")
-        section, dot, field = name.partition(".")
-        if not sep or not dot or section not in (*overrides, "algorithm"):
-            raise HarnessError(
-                f"cannot read --set {item!r}: write SECTION.FIELD=VALUE with SECTION one of "
-                "space, data, train, compute, algorithm"
-            )
-        target = algorithm_options if section == "algorithm" else overrides[section]
-        target[field] = parse_literal(raw)
-    name = algorithm or args.algorithm
-    # Fail on a bad algorithm or option now, not after data loading and training.
-    cls = get_algorithm(name)
-    parse_options(cls.options_class, algorithm_options, name)
-    return build_config(
+    return api.experiment_config(
         args.preset,
-        overrides,
-        algorithm=name,
-        algorithm_options=algorithm_options,
+        algorithm or args.algorithm,
+        space=args.space,
+        epochs=args.epochs,
+        checkpoint_every=args.checkpoint_every,
+        settings=args.set,
         device=args.device,
+        data_source=args.data_source,
     )

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from harness.locations import resolve_results_dir, writable_folder
+from harness import api
 
 
 def register(commands) -> None:
@@ -33,17 +32,11 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.report import build_report, format_table_for_terminal
-
-    summary = build_report(
-        resolve_results_dir(args.results),
-        writable_folder(Path(args.out).resolve(), "--out", create=False),
-        preset=args.preset,
-        algorithm=args.algorithm,
-        config_key=args.config,
-        space=args.space,
-    )
+    summary = api.report(
+        args.results, args.out, preset=args.preset, algorithm=args.algorithm,
+        space=args.space, config=args.config,
+    )  # fmt: skip
     if args.table:
-        print(format_table_for_terminal(summary))
+        print(summary.paper_table_markdown)
     print(f"report: {summary.index_html}")
     return 0

@@ -5,20 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from harness import api
 from harness.cli.options import (
     add_data_arguments,
     add_experiment_arguments,
     add_ground_truth_argument,
     add_seed_store_arguments,
-    data_location,
-    experiment_config,
-    parse_seeds,
 )
-from harness.ground_truth import load_ground_truth
-from harness.locations import resolve_results_dir, writable_folder
-from harness.pipeline import Execution, run_experiment
-from harness.presets import SELECTION_DEFAULTS, pixels_warning
-from methods.selection import METHOD_GROUPS, SELECTION_METHODS, parse_method_list
+from methods.selection import METHOD_GROUPS, available_methods
 
 
 def register(commands) -> None:
@@ -30,8 +24,9 @@ def register(commands) -> None:
         "tables (records, selections, runs and the per-epoch mixing weights, as .parquet) to the "
         "results "
         "directory. Whatever the store already holds is not recomputed. Methods: "
-        + ", ".join(SELECTION_METHODS)
-        + "; variants as NAME[alias] or NAME[option=value,...].",
+        + ", ".join(available_methods())
+        + "; variants as NAME[alias] or NAME[option=value,...]; your own as "
+        "module.path:ClassName or an installed plugin (`harness methods` lists them).",
     )
     parser.add_argument(
         "--methods",
@@ -62,26 +57,22 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # Everything a user can get wrong is checked before any work starts.
-    seeds = parse_seeds(args.seeds)
-    methods = parse_method_list(args.methods, SELECTION_DEFAULTS[args.preset])
-    execution = Execution(jobs=args.jobs, cluster=args.cluster, threads=args.threads).validate()
-    results = writable_folder(resolve_results_dir(args.results), "--results", create=False)
-    truth = load_ground_truth(args.ground_truth)
-    location = data_location(args)
-    configs = [experiment_config(args, algorithm=a.strip()) for a in args.algorithm.split(",")]
-    if warning := pixels_warning(configs[0]):
-        print(warning, file=sys.stderr)
-    for config in configs:
-        outcome = run_experiment(
-            config, seeds, methods, location, truth, results, execution, not args.quiet
-        )
+    study = api.run(
+        args.methods, args.seeds, preset=args.preset, algorithm=args.algorithm,
+        space=args.space, epochs=args.epochs, checkpoint_every=args.checkpoint_every,
+        settings=args.set, device=args.device, data=args.data, data_source=args.data_source,
+        download=args.download, cache=args.cache, results=args.results,
+        ground_truth=args.ground_truth, jobs=args.jobs, threads=args.threads,
+        cluster=args.cluster, progress=not args.quiet,
+        notes=lambda text: print(text, file=sys.stderr),
+    )  # fmt: skip
+    for algorithm, outcome in study.summaries.items():
         print(
-            f"{config.algorithm}: trained seeds {outcome.trained_seeds or 'none (cached)'}; "
+            f"{algorithm}: trained seeds {outcome.trained_seeds or 'none (cached)'}; "
             f"selections computed {outcome.selections_computed}, reused "
             f"{outcome.selections_reused}; {outcome.seconds:.1f} s{_ran_on(outcome.executors)}"
         )
-    print(f"records: {results / 'records.parquet'}")
+    print(f"records: {study.results / 'records.parquet'}")
     return 0
 
 

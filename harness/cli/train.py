@@ -5,21 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
-
+from harness import api
 from harness.cli.options import (
     add_data_arguments,
     add_experiment_arguments,
     add_seed_store_arguments,
-    data_location,
-    experiment_config,
-    parse_seeds,
 )
-from harness.errors import HarnessError
-from harness.locations import resolve_results_dir, writable_folder
-from harness.presets import pixels_warning
-from harness.search_data import split_indices
-from harness.training import train_supernet
 
 
 def register(commands) -> None:
@@ -43,26 +34,20 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    seeds = parse_seeds(args.seeds)
-    config = experiment_config(args)
-    if warning := pixels_warning(config):
-        print(warning, file=sys.stderr)
-    location = data_location(args)
-    store = writable_folder(resolve_results_dir(args.results), "--results", create=False)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise HarnessError(f"--threads must be at least 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    data = location.load()
-    split_indices(config.data, len(data.train_labels))
-    writable_folder(store, "--results")
-    for seed in seeds:
-        outcome = train_supernet(config, seed, store, data, progress=not args.quiet)
+    outcomes = api.train(
+        args.seeds, preset=args.preset, algorithm=args.algorithm, space=args.space,
+        epochs=args.epochs, checkpoint_every=args.checkpoint_every, settings=args.set,
+        device=args.device, data=args.data, data_source=args.data_source,
+        download=args.download, cache=args.cache, results=args.results, threads=args.threads,
+        progress=not args.quiet, notes=lambda text: print(text, file=sys.stderr),
+    )  # fmt: skip
+    for outcome in outcomes:
         if outcome.epochs_trained == 0:
             state = "already trained, nothing to do"
         elif outcome.resumed_from:
             state = f"resumed at epoch {outcome.resumed_from}, trained {outcome.epochs_trained}"
         else:
             state = f"trained {outcome.epochs_trained} epochs"
-        print(f"seed {seed}: {state}; checkpoints {outcome.checkpoint_epochs} in {outcome.run_dir}")
+        print(f"seed {outcome.seed}: {state}; checkpoints {outcome.checkpoint_epochs} in "
+              f"{outcome.run_dir}")  # fmt: skip
     return 0

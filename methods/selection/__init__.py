@@ -1,6 +1,8 @@
 """Selection methods, looked up by name: ``make_method("ostr[taylor]")``.
 
-A spec is ``name``, ``name[alias]`` or ``name[option=value,...]``.
+A spec is ``name``, ``name[alias]`` or ``name[option=value,...]``, where ``name`` is a
+built-in method, one an installed package offers through the entry point group
+``nas_selection_harness.methods`` (see :mod:`harness.plugins`), or ``module.path:Class``.
 """
 
 from __future__ import annotations
@@ -10,7 +12,14 @@ from typing import Any
 
 from harness.config import parse_literal
 from harness.errors import HarnessError
-from methods.selection.base import Selection, SelectionContext, SelectionCost, SelectionMethod
+from harness.plugins import Registry, build_registry, load_class
+from methods.selection.base import (
+    Selection,
+    SelectionContext,
+    SelectionCost,
+    SelectionMethod,
+    working_copy,
+)
 from methods.selection.darts_pt import DartsPT
 from methods.selection.magnitude import Magnitude
 from methods.selection.opp_loss import OppLoss
@@ -19,14 +28,27 @@ from methods.selection.ostr import ABLATION as OSTR_ABLATION
 from methods.selection.ostr import OStr
 from methods.selection.random_cell import RandomCell
 
+# The built-in methods; method_registry() adds the installed plugins.
 SELECTION_METHODS: dict[str, type[SelectionMethod]] = {
     cls.name: cls for cls in (Magnitude, DartsPT, OStr, OppLoss, RandomCell, Oracle)
 }
+_REGISTRY: list[Registry] = []
+
+
+def method_registry(refresh: bool = False) -> Registry:
+    """Built-in and plugin methods by name (plugins are looked for once per process)."""
+    if refresh or not _REGISTRY:
+        _REGISTRY[:] = [build_registry("method", SELECTION_METHODS, SelectionMethod)]
+    return _REGISTRY[0]
+
+
+def available_methods() -> dict[str, type[SelectionMethod]]:
+    return dict(method_registry().classes)
 
 # Names that stand for several methods in --methods.
 METHOD_GROUPS: dict[str, tuple[str, ...]] = {"ostr-ablation": OSTR_ABLATION}
 
-_SPEC = re.compile(r"^([a-z0-9-]+)(?:\[([^\]]*)\])?$")
+_SPEC = re.compile(r"^([a-z0-9-]+|[A-Za-z_][\w.]*:[A-Za-z_]\w*)(?:\[([^\]]*)\])?$")
 
 
 def make_method(spec: str, baselines: dict[str, dict[str, Any]] | None = None) -> SelectionMethod:
@@ -34,14 +56,15 @@ def make_method(spec: str, baselines: dict[str, dict[str, Any]] | None = None) -
     match = _SPEC.match(spec.strip())
     if not match:
         raise HarnessError(
-            f"cannot read method {spec!r}: write NAME, NAME[variant] or NAME[option=value,...]"
+            f"cannot read method {spec!r}: write NAME, NAME[variant] or NAME[option=value,...] "
+            "(NAME may be module.path:ClassName)"
         )
     name, inner = match.group(1), match.group(2)
-    if name not in SELECTION_METHODS:
-        raise HarnessError(
-            f"unknown selection method {name!r}; available: {', '.join(SELECTION_METHODS)}"
-        )
-    cls = SELECTION_METHODS[name]
+    if ":" in name:
+        cls = adopt_class(load_class(name, SelectionMethod, "method"), name)
+        name = cls.name
+    else:
+        cls = method_registry().get(name)
     options: dict[str, Any] = {}
     for part in filter(None, (p.strip() for p in (inner or "").split(","))):
         key, sep, value = part.partition("=")
@@ -55,12 +78,33 @@ def make_method(spec: str, baselines: dict[str, dict[str, Any]] | None = None) -
     return cls(baseline=(baselines or {}).get(name), **options)
 
 
+def adopt_class(cls: type[SelectionMethod], where: str) -> type[SelectionMethod]:
+    """``cls`` (from outside the registry), unless its name is a registered method's."""
+    registry = method_registry()
+    taken = registry.classes.get(cls.name)
+    if taken is not None and taken is not cls:
+        raise HarnessError(
+            f"{where} is called {cls.name!r}, which the {registry.sources[cls.name]} method "
+            "already is; give its class another name"
+        )
+    return cls
+
+
+def method_spec(method: SelectionMethod) -> str:
+    """The spec :func:`make_method` rebuilds ``method`` from (in a worker process, say):
+    its display name, with ``module.path:Class`` for a class that is not registered."""
+    cls = type(method)
+    if method_registry().classes.get(method.name) is cls:
+        return method.display_name
+    return f"{cls.__module__}:{cls.__qualname__}{method.display_name[len(method.name):]}"
+
+
 def parse_method_list(
     text: str, baselines: dict[str, dict[str, Any]] | None = None
 ) -> list[SelectionMethod]:
     """'ostr,magnitude' or 'all'; commas inside [...] belong to the variant."""
     if text.strip() == "all":
-        return [make_method(name, baselines) for name in SELECTION_METHODS]
+        return [make_method(name, baselines) for name in method_registry().classes]
     specs, depth, current = [], 0, ""
     for char in text:
         depth += {"[": 1, "]": -1}.get(char, 0)
@@ -75,9 +119,13 @@ def parse_method_list(
     methods = [make_method(s, baselines) for s in specs if s.strip()]
     if not methods:
         raise HarnessError("no selection method given: pass --methods NAME[,NAME...] or all")
+    return check_distinct(methods, repr(text))
+
+
+def check_distinct(methods: list[SelectionMethod], asked: str) -> list[SelectionMethod]:
     names = [m.display_name for m in methods]
     if len(set(names)) != len(names):
-        raise HarnessError(f"--methods names a method twice: {text!r}")
+        raise HarnessError(f"--methods names a method twice: {asked}")
     return methods
 
 
@@ -88,6 +136,12 @@ __all__ = [
     "SelectionContext",
     "SelectionCost",
     "SelectionMethod",
+    "adopt_class",
+    "available_methods",
+    "check_distinct",
     "make_method",
+    "method_registry",
+    "method_spec",
     "parse_method_list",
+    "working_copy",
 ]

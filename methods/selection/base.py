@@ -116,7 +116,15 @@ class SelectionMethod:
         }
 
     def settings(self) -> dict[str, Any]:
-        return {"method": self.name, **dataclasses.asdict(self.options)}
+        """What the stored selection's key hashes: the name and every option; for a method
+        from outside the harness also its class and package version (an upgraded plugin
+        is not mistaken for the old one)."""
+        settings = {"method": self.name, **dataclasses.asdict(self.options)}
+        if not type(self).__module__.startswith("methods.selection."):
+            from harness.plugins import class_source
+
+            settings["source"] = class_source(type(self))
+        return settings
 
     def select(self, supernet: Supernet, context: SelectionContext) -> Selection:
         cost = SelectionCost()

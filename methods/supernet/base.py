@@ -154,8 +154,14 @@ class SupernetAlgorithm:
     def recorded_settings(self) -> dict[str, Any]:
         """Everything about the update rule, for settings.json."""
         train = self.train_settings
+        source = None
+        if not type(self).__module__.startswith("methods.supernet."):
+            from harness.plugins import class_source
+
+            source = class_source(type(self))  # where a plugin algorithm came from
         return {
             "name": self.name,
+            **({"source": source} if source else {}),
             "options": dataclasses.asdict(self.options),
             "weight_optimizer": {
                 "type": "SGD",
