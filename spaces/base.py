@@ -162,7 +162,8 @@ class SearchSpace:
         )
 
     def discretise(self, scores: np.ndarray) -> Choices:
-        """The topology rule: a cell from per-edge, per-op scores (higher = better).
+        """The topology rule: a cell from per-edge, per-op scores (higher = better); here
+        ``every-edge`` (a space with another rule overrides this).
 
         Ops that are not candidates, and NaN scores, never win; ties go to the earlier op.
         """
@@ -222,6 +223,37 @@ class SearchSpace:
 
     def __hash__(self) -> int:
         return hash((self.name, self.candidates))
+
+
+class NotACandidate(nn.Module):
+    """Stands in for an op outside an edge's candidate set: no parameters, never run.
+
+    Keeping its place in an edge's ``ops`` keeps module names (``ops.<op index>``) the same
+    in every subset of a space, so their checkpoints name ops alike.
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError(f"{self.name} is not a candidate op of this edge; its weight must be 0")
+
+
+class AlphaMixing:
+    """What every supernet does with its ``alphas`` and ``active_ops`` (a mixin for
+    ``nn.Module`` supernets): the parameter groups and the masked softmax."""
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [self.alphas]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        return [p for name, p in self.named_parameters() if name != "alphas"]
+
+    def mixing_weights(self, alphas: torch.Tensor | None = None) -> torch.Tensor:
+        alphas = self.alphas if alphas is None else alphas
+        masked = alphas.masked_fill(~self.active_ops, float("-inf"))
+        return torch.softmax(masked, dim=-1)
 
 
 class Supernet(Protocol):

@@ -20,8 +20,8 @@ from harness.search_data import make_search_data
 from harness.store import RunStore
 from methods.selection import SELECTION_METHODS, SelectionContext, make_method
 from spaces import make_space
+from spaces.base import NotACandidate
 from spaces.nb201 import OP_NAMES, NB201Supernet
-from spaces.nb201.cells import NotACandidate
 from spaces.nb201.space import NAMED_SUBSETS, S1_PAIRS, nb201_space, strongest_pairs
 
 NAMES = {name: OP_NAMES.index(name) for name in OP_NAMES}

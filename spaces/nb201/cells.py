@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from spaces.base import NotACandidate
 from spaces.nb201.codec import EDGES, NUM_EDGES, NUM_NODES
 from spaces.nb201.ops import OP_NAMES, BatchNormSettings, build_op
 
@@ -40,21 +41,6 @@ class DiscreteCell(nn.Module):
             ]
             nodes.append(sum_nodes(terms, x))
         return nodes[-1]
-
-
-class NotACandidate(nn.Module):
-    """Stands in for an op outside the edge's candidate set: no parameters, never run.
-
-    Keeping its place in ``ops`` keeps module names (``ops.<op index>``) the same in
-    every space, so checkpoints of the full space and of subsets name ops alike.
-    """
-
-    def __init__(self, name: str) -> None:
-        super().__init__()
-        self.name = name
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        raise RuntimeError(f"{self.name} is not a candidate op of this edge; its weight must be 0")
 
 
 class MixedEdge(nn.Module):

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spaces.base import AlphaMixing
 from spaces.nb201.cells import DiscreteCell, MixedEdge, SearchCell
 from spaces.nb201.codec import NUM_EDGES
 from spaces.nb201.fused import FusedSearchCell, op_plan
@@ -121,7 +122,7 @@ class NB201Network(_MacroNetwork):
         return self._head(x)
 
 
-class NB201Supernet(_MacroNetwork):
+class NB201Supernet(AlphaMixing, _MacroNetwork):
     """Weight-sharing supernet with architecture parameters ``alphas`` (edges x ops).
 
     ``forward(x, weights)`` mixes each edge's ops with an explicit matrix: shape
@@ -201,17 +202,6 @@ class NB201Supernet(_MacroNetwork):
         from spaces.nb201.candidates import candidate_logits
 
         return candidate_logits(self, x, weights)
-
-    def arch_parameters(self) -> list[nn.Parameter]:
-        return [self.alphas]
-
-    def weight_parameters(self) -> list[nn.Parameter]:
-        return [p for name, p in self.named_parameters() if name != "alphas"]
-
-    def mixing_weights(self, alphas: torch.Tensor | None = None) -> torch.Tensor:
-        alphas = self.alphas if alphas is None else alphas
-        masked = alphas.masked_fill(~self.active_ops, float("-inf"))
-        return torch.softmax(masked, dim=-1)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         if weights is None:
