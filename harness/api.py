@@ -334,7 +334,8 @@ def select(
     paths = [_stored_checkpoint(c) for c in ([checkpoints] if single else checkpoints)]
     if not paths:
         raise HarnessError("no checkpoint given")
-    # Method names are relative to the preset that trained the run, as in `harness run`.
+    # Method names are relative to the preset that trained the run, as in `harness run`
+    # (one sentence here if the file is not a supernet checkpoint; later ones when selected).
     preset = load_checkpoint_file(paths[0])["settings"]["config"]["preset"]
     parsed = selection_methods(methods, preset)
     truth = load_ground_truth(_text(ground_truth))
@@ -354,8 +355,6 @@ def select(
 
 
 def _stored_checkpoint(checkpoint: str | Path) -> Path:
-    from harness.store import load_checkpoint_file
-
     path = Path(checkpoint).resolve()
     if not path.is_file():
         raise HarnessError(f"checkpoint {checkpoint} does not exist")
@@ -364,7 +363,6 @@ def _stored_checkpoint(checkpoint: str | Path) -> Path:
             f"{checkpoint} is not inside a results store: pass a checkpoint "
             "<results>/runs/<key>/checkpoints/epoch_NNNN.pt"
         )
-    load_checkpoint_file(path)  # one sentence if it is not a supernet checkpoint
     return path
 
 

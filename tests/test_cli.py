@@ -14,7 +14,7 @@ def test_help_lists_every_command_with_a_description():
     result = subprocess.run(
         [sys.executable, "-m", "harness", "--help"], capture_output=True, text=True, check=True
     )
-    for command in ("run", "report", "train", "select", "bench"):
+    for command in ("run", "report", "train", "select", "bench", "methods", "algorithms"):
         line = next(line for line in result.stdout.splitlines() if line.strip().startswith(command))
         assert len(line.split()) > 3, f"{command} has no description"
 
