@@ -12,6 +12,7 @@ breaks the built-ins, and a name clash is reported, never resolved by shadowing.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import importlib.metadata
 import logging
@@ -119,8 +120,10 @@ def protocol_problem(cls: object, base: type, kind: str) -> str | None:
     return None
 
 
+@functools.cache
 def class_source(cls: type) -> str:
-    """``module:Class`` and, when an installed distribution holds it, its name and version."""
+    """``module:Class`` and, when an installed distribution holds it, its name and version
+    (cached: finding the distribution scans every installed package)."""
     path = f"{cls.__module__}:{cls.__qualname__}"
     top = cls.__module__.split(".")[0]
     dists = importlib.metadata.packages_distributions().get(top, [])
