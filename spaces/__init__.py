@@ -1,35 +1,29 @@
 """Search spaces, looked up by name: ``make_space(settings)`` -> a :class:`SearchSpace`.
 
-A space package registers its names here (one line per family); everything else in the
+A space package registers its names here (one line: :data:`SPACE_MODULES`); everything else in the
 harness reaches a space through :class:`spaces.base.SearchSpace` only.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
 from harness.errors import HarnessError
 from spaces.base import SearchSpace
 
-# name -> (builder taking (name, ops, edge_ops), one line for --help)
+# The modules whose ``SPACES`` (name -> (builder, one line for --help)) make up the
+# registry; a builder takes (name, ops, edge_ops). Adding a space package adds one line.
+SPACE_MODULES = ("spaces.nb201.space",)
 _FAMILIES: dict[str, tuple[Callable[..., SearchSpace], str]] = {}
-
-
-def _register_nb201() -> None:
-    from spaces.nb201.space import NAMED_SUBSETS, nb201_space
-
-    _FAMILIES["nb201"] = (nb201_space, "NAS-Bench-201 (5 ops on 6 edges; space.ops / "
-                          "space.edge_ops narrow it)")  # fmt: skip
-    for name, groups in NAMED_SUBSETS.items():
-        summary = "per-edge pairs" if len(set(groups)) > 1 else "{" + ", ".join(groups[0]) + "}"
-        _FAMILIES[name] = (nb201_space, f"NAS-Bench-201 subset, RobustDARTS-style: {summary}")
 
 
 def space_names() -> dict[str, str]:
     """Every space name with its one-line description."""
-    if not _FAMILIES:
-        _register_nb201()
+    if not _FAMILIES:  # imported on first use: the packages import torch
+        for module in SPACE_MODULES:
+            _FAMILIES.update(importlib.import_module(module).SPACES)
     return {name: text for name, (_, text) in _FAMILIES.items()}
 
 
@@ -44,4 +38,4 @@ def make_space(settings: Any) -> SearchSpace:
     return builder(settings.name, settings.ops, settings.edge_ops)
 
 
-__all__ = ["SearchSpace", "make_space", "space_names"]
+__all__ = ["SPACE_MODULES", "SearchSpace", "make_space", "space_names"]

@@ -157,6 +157,19 @@ def canonical_ops(space: NB201Space) -> tuple[str | None, str | None]:
     return None, ";".join(names)
 
 
+def _summary(groups: tuple[tuple[str, ...], ...]) -> str:
+    return "per-edge pairs" if len(set(groups)) > 1 else "{" + ", ".join(groups[0]) + "}"
+
+
+# What spaces/__init__.py registers: name -> (builder, one line for --help).
+SPACES = {
+    "nb201": (nb201_space, "NAS-Bench-201 (5 ops on 6 edges; space.ops / space.edge_ops "
+              "narrow it)"),
+    **{name: (nb201_space, f"NAS-Bench-201 subset, RobustDARTS-style: {_summary(groups)}")
+       for name, groups in NAMED_SUBSETS.items()},
+}  # fmt: skip
+
+
 def strongest_pairs(mean_weights: np.ndarray) -> tuple[tuple[str, str], ...]:
     """The S1 rule: per edge, the two ops other than ``none`` with the largest weight
     (``mean_weights``: edges x ops softmax weights; ties go to the earlier op)."""
