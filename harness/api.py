@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.config import ExperimentConfig, parse_literal
+from harness.config import ExperimentConfig, SpaceSettings, parse_literal
 from harness.errors import HarnessError
 from harness.ground_truth import load_ground_truth
 from harness.locations import resolve_data_location, resolve_results_dir, writable_folder
@@ -35,6 +35,7 @@ from methods.selection import (
 )
 from methods.supernet import get_algorithm
 from methods.supernet.base import parse_options
+from spaces.base import SearchSpace
 
 __all__ = [
     "Study",
@@ -206,6 +207,18 @@ def selection_methods(methods: Methods, preset: str = "proxy") -> list[Selection
     return check_distinct(out, repr([m.display_name for m in out]))
 
 
+def check_methods_fit(methods: list[SelectionMethod], space: SearchSpace) -> None:
+    """Upper bounds read a tabular benchmark: refused, before any work, in spaces without
+    one (the DARTS space's cells are judged by ``harness retrain``)."""
+    if space.benchmark is None:
+        bounds = [m.display_name for m in methods if m.upper_bound]
+        if bounds:
+            raise HarnessError(
+                f"{', '.join(bounds)} needs a tabular ground truth, and space {space.name} has "
+                "none: leave it out of --methods and judge cells with harness retrain"
+            )
+
+
 def run(
     methods: Methods = "all",
     seeds: Seeds = "0",
@@ -242,7 +255,6 @@ def run(
     execution = Execution(jobs=jobs, cluster=cluster, threads=threads).validate()
     results_dir = writable_folder(resolve_results_dir(_text(results)), "--results", create=False)
     truth = load_ground_truth(_text(ground_truth))
-    location = resolve_data_location(_text(data), data_source, _text(cache), download)
     names = algorithm.split(",") if isinstance(algorithm, str) else list(algorithm)
     configs = [
         experiment_config(
@@ -251,6 +263,9 @@ def run(
         )
         for name in names
     ]  # fmt: skip
+    check_methods_fit(chosen, configs[0].space.search_space())
+    dataset = configs[0].data.dataset
+    location = resolve_data_location(_text(data), data_source, _text(cache), download, dataset)
     found = [warning] if (warning := pixels_warning(configs[0])) else []
     for text in found:
         (notes or _warn)(text)
@@ -296,7 +311,8 @@ def train(
     )  # fmt: skip
     if warning := pixels_warning(config):
         (notes or _warn)(warning)
-    location = resolve_data_location(_text(data), data_source, _text(cache), download)
+    dataset = config.data.dataset
+    location = resolve_data_location(_text(data), data_source, _text(cache), download, dataset)
     store = writable_folder(resolve_results_dir(_text(results)), "--results", create=False)
     if threads is not None and threads < 1:
         raise HarnessError(f"--threads must be at least 1, got {threads}")
@@ -336,10 +352,13 @@ def select(
         raise HarnessError("no checkpoint given")
     # Method names are relative to the preset that trained the run, as in `harness run`
     # (one sentence here if the file is not a supernet checkpoint; later ones when selected).
-    preset = load_checkpoint_file(paths[0])["settings"]["config"]["preset"]
-    parsed = selection_methods(methods, preset)
+    recorded = load_checkpoint_file(paths[0])["settings"]["config"]
+    parsed = selection_methods(methods, recorded["preset"])
+    check_methods_fit(parsed, SpaceSettings(**recorded["space"]).search_space())
     truth = load_ground_truth(_text(ground_truth))
-    arrays = resolve_data_location(_text(data), data_source, _text(cache), download).load()
+    dataset = recorded["data"].get("dataset", "cifar10")
+    location = resolve_data_location(_text(data), data_source, _text(cache), download, dataset)
+    arrays = location.load()
     rows = []
     for path in paths:
         for stored in select_at_checkpoint(path, parsed, arrays, truth, device):

@@ -51,6 +51,14 @@ class SpaceSettings:
         return make_space(self)
 
 
+# Keys are what configs and run keys store; values name the data set in messages.
+DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN"}
+DATASETS = tuple(DATASET_NAMES)
+# Only CIFAR-10 has an image-folder copy in the offline layout; the others are read
+# from the files torchvision downloads.
+OFFICIAL_FILES_ONLY = ("cifar100", "svhn")
+
+
 @dataclass(frozen=True)
 class DataSettings:
     dataset: str = "cifar10"
@@ -67,11 +75,19 @@ class DataSettings:
         check_field_types(self, "data")
         if self.split_seed < 0:
             raise HarnessError(f"data.split_seed must be 0 or positive, got {self.split_seed}")
-        if self.dataset != "cifar10":
-            raise HarnessError(f"unknown dataset {self.dataset!r}; available: cifar10")
+        if self.dataset not in DATASETS:
+            raise HarnessError(
+                f"unknown dataset {self.dataset!r}; available: {', '.join(DATASETS)}"
+            )
         if self.source not in ("folder", "torchvision"):
             raise HarnessError(
                 f"unknown data source {self.source!r}; use 'folder' or 'torchvision'"
+            )
+        if self.dataset in OFFICIAL_FILES_ONLY and self.source != "torchvision":
+            raise HarnessError(
+                f"{DATASET_NAMES[self.dataset]} is read only from its official files, not "
+                f"from an image folder: set data.source to 'torchvision' "
+                f"(--data-source torchvision)"
             )
         if not 4 <= self.resolution <= 32:
             raise HarnessError(f"resolution must be between 4 and 32, got {self.resolution}")

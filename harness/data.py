@@ -1,8 +1,10 @@
-"""CIFAR-10 loading, caching, search splits and deterministic mini-batching.
+"""Data set loading (CIFAR-10, CIFAR-100, SVHN), caching, search splits and mini-batching.
 
-Two sources are supported: an image-folder copy (``train/<class>/*.jpg``, ``test/<class>/*``)
-and the official python pickles that torchvision downloads. Either is decoded once into uint8
-tensors and cached as a single ``.pt`` file, so every later run starts in well under a second.
+CIFAR-10 has two sources: an image-folder copy (``train/<class>/*.jpg``, ``test/<class>/*``)
+and the official python pickles that torchvision downloads. CIFAR-100 and SVHN (the other
+RobustDARTS data sets) are read from their official files only. Each is decoded once into
+uint8 tensors and cached as a single ``.pt`` file, so every later run starts in well under a
+second.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch.nn.functional as F
 from joblib import Parallel, delayed
 from PIL import Image
 
+from harness.config import DATASET_NAMES, DATASETS, OFFICIAL_FILES_ONLY
 from harness.errors import HarnessError
 from harness.store import atomic_write
 
@@ -34,10 +37,21 @@ CACHE_FORMAT_VERSION = 1
 # NAS-Bench-201 reference statistics; using other values would shift every reported accuracy.
 MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
 STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
+# (mean, std) per data set, in [0, 1] units. The CIFAR values are the ones hard-coded in
+# NAS-Bench-201's data code (xautodl get_datasets), so accuracies compare with its tables;
+# SVHN's are the training-set statistics RobustDARTS normalises with.
+NORMALISATION = {
+    "cifar10": (MEAN, STD),
+    "cifar100": ((129.3 / 255, 124.1 / 255, 112.4 / 255), (68.2 / 255, 65.4 / 255, 70.4 / 255)),
+    "svhn": ((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
+}
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10}
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp"}
 PICKLE_DIR = "cifar-10-batches-py"
 _TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR100_DIR = "cifar-100-python"
+SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
 # Below this many images a process pool costs more to start than it saves.
 _PARALLEL_MIN_IMAGES = 4096
 _CHUNK = 2500
@@ -48,7 +62,8 @@ _Decoded = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[st
 
 @dataclass
 class CIFAR10Arrays:
-    """Decoded CIFAR-10: uint8 N x 3 x H x W images and int64 labels."""
+    """A decoded data set (CIFAR-10, CIFAR-100 or SVHN): uint8 N x 3 x H x W images and int64
+    labels."""
 
     train_images: torch.Tensor
     train_labels: torch.Tensor
@@ -56,6 +71,10 @@ class CIFAR10Arrays:
     test_labels: torch.Tensor
     classes: list[str]
     fingerprint: str
+
+
+# The record holds any of the data sets; the class keeps its name for stored pickles and callers.
+DatasetArrays = CIFAR10Arrays
 
 
 def fingerprint_arrays(
@@ -74,42 +93,67 @@ def fingerprint_arrays(
     return h.hexdigest()
 
 
-def cache_path(source: str, root: str | Path, cache_dir: str | Path) -> Path:
+def cache_path(
+    source: str, root: str | Path, cache_dir: str | Path, dataset: str = "cifar10"
+) -> Path:
     key = f"{source}|{Path(root).expanduser().resolve()}|v{CACHE_FORMAT_VERSION}"
+    if dataset != "cifar10":  # CIFAR-10's key predates the other data sets; existing caches stay
+        key = f"{dataset}|{key}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return Path(cache_dir).expanduser() / f"cifar10-{source}-{digest}.pt"
+    return Path(cache_dir).expanduser() / f"{dataset}-{source}-{digest}.pt"
 
 
 def load_cifar10(
     source: str, root: str | Path, cache_dir: str | Path, download: bool = False
 ) -> CIFAR10Arrays:
     """Return CIFAR-10 from the cache for (source, root), decoding and caching it on a miss."""
+    return load_dataset("cifar10", source, root, cache_dir, download=download)
+
+
+def load_dataset(
+    dataset: str, source: str, root: str | Path, cache_dir: str | Path, download: bool = False
+) -> CIFAR10Arrays:
+    """Return ``dataset`` from the cache for (source, root), decoding and caching it on a miss.
+
+    ``dataset`` is one of :data:`DATASETS`; CIFAR-100 and SVHN need ``source="torchvision"``.
+    """
+    if dataset not in DATASETS:
+        raise HarnessError(f"Unknown dataset {dataset!r}: use one of {', '.join(DATASETS)}.")
+    name = DATASET_NAMES[dataset]
     if source not in SOURCES:
-        raise HarnessError(f"Unknown CIFAR-10 source {source!r}: use one of {', '.join(SOURCES)}.")
+        raise HarnessError(f"Unknown {name} source {source!r}: use one of {', '.join(SOURCES)}.")
+    if dataset in OFFICIAL_FILES_ONLY and source != "torchvision":
+        raise HarnessError(
+            f"{name} is read only from its official files, not from source {source!r}: pass "
+            f"source 'torchvision' (--data-source torchvision) and the folder holding them."
+        )
     root = Path(root).expanduser().resolve()
-    path = cache_path(source, root, cache_dir)
+    path = cache_path(source, root, cache_dir, dataset)
     stamp = path.with_name(path.name + ".source")
     if path.is_file():
         # The cache is keyed by the source's path: reuse it only while every source file
         # still has the size and modification time it had when the cache was made.
-        current = source_signature(source, root)
+        current = source_signature(source, root, dataset)
         recorded = stamp.read_text().strip() if stamp.is_file() else None
         if recorded == current:
-            cached = _load_cache(path)
+            cached = _load_cache(path, name)
             if cached is not None:
                 return cached
         else:
-            log.warning("CIFAR-10 at %s changed since its cache %s was made (or the cache "
-                        "predates this check); decoding it again", root, path)  # fmt: skip
-    data = _decode(source, root, download)
-    _save_cache(data, path)
-    atomic_write(stamp, lambda handle: handle.write(source_signature(source, root).encode()))
+            log.warning("%s at %s changed since its cache %s was made (or the cache "
+                        "predates this check); decoding it again", name, root, path)  # fmt: skip
+    data = _decode(source, root, download, dataset)
+    _save_cache(data, path, name)
+    signature = source_signature(source, root, dataset)
+    atomic_write(stamp, lambda handle: handle.write(signature.encode()))
     return data
 
 
-def source_signature(source: str, root: Path) -> str:
+def source_signature(source: str, root: Path, dataset: str = "cifar10") -> str:
     """sha256 over the name, size and modification time of every file the decoder reads."""
-    folders = [root / PICKLE_DIR]
+    if dataset == "svhn":
+        return _files_signature(root, [root / name for name in SVHN_FILES.values()])
+    folders = [root / (CIFAR100_DIR if dataset == "cifar100" else PICKLE_DIR)]
     if source == "folder":  # the images _list_split decodes; scandir keeps this ~0.3 s for 60k
         folders = [c for split in ("train", "test") if (root / split).is_dir()
                    for c in sorted((root / split).iterdir())
@@ -131,15 +175,26 @@ def source_signature(source: str, root: Path) -> str:
     return h.hexdigest()
 
 
-def _load_cache(path: Path) -> CIFAR10Arrays | None:
+def _files_signature(root: Path, files: list[Path]) -> str:
+    # Named files rather than a folder scan: SVHN's .mat files usually sit beside other data.
+    h = hashlib.sha256()
+    for path in files:
+        if path.is_file():
+            info = path.stat()
+            h.update(f"{path.relative_to(root)}|{info.st_size}|{info.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _load_cache(path: Path, name: str = "CIFAR-10") -> CIFAR10Arrays | None:
     try:
         fields = torch.load(path, map_location="cpu", weights_only=True)
         data = CIFAR10Arrays(**fields)
     except Exception as exc:  # any unreadable or outdated cache is simply rebuilt
-        log.warning("Ignoring unreadable CIFAR-10 cache %s (%s); decoding again", path, exc)
+        log.warning("Ignoring unreadable %s cache %s (%s); decoding again", name, path, exc)
         return None
     log.info(
-        "Loaded CIFAR-10 cache %s (%d train / %d test)",
+        "Loaded %s cache %s (%d train / %d test)",
+        name,
         path,
         len(data.train_labels),
         len(data.test_labels),
@@ -147,14 +202,21 @@ def _load_cache(path: Path) -> CIFAR10Arrays | None:
     return data
 
 
-def _save_cache(data: CIFAR10Arrays, path: Path) -> None:
+def _save_cache(data: CIFAR10Arrays, path: Path, name: str = "CIFAR-10") -> None:
     # A crash or a concurrent run never sees half a file.
     atomic_write(path, lambda handle: torch.save(vars(data), handle))
-    log.info("Wrote CIFAR-10 cache %s (%.1f MB)", path, path.stat().st_size / 1e6)
+    log.info("Wrote %s cache %s (%.1f MB)", name, path, path.stat().st_size / 1e6)
 
 
-def _decode(source: str, root: Path, download: bool) -> CIFAR10Arrays:
-    decoded = _decode_folder(root) if source == "folder" else _decode_pickles(root, download)
+def _decode(source: str, root: Path, download: bool, dataset: str = "cifar10") -> CIFAR10Arrays:
+    if dataset == "cifar100":
+        decoded = _decode_cifar100(root, download)
+    elif dataset == "svhn":
+        decoded = _decode_svhn(root, download)
+    elif source == "folder":
+        decoded = _decode_folder(root)
+    else:
+        decoded = _decode_pickles(root, download)
     return CIFAR10Arrays(*decoded, fingerprint=fingerprint_arrays(*decoded))
 
 
@@ -259,7 +321,7 @@ def _decode_pickles(root: Path, download: bool) -> _Decoded:
     return torch.cat(train_x), torch.cat(train_y), test_x, test_y, classes
 
 
-def _read_pickle(path: Path, *keys: bytes) -> list:
+def _read_pickle(path: Path, *keys: bytes, name: str = "CIFAR-10") -> list:
     # The official files are trusted pickles; the (bytes-keyed) dict layout is fixed by the release.
     try:
         with path.open("rb") as f:
@@ -267,17 +329,110 @@ def _read_pickle(path: Path, *keys: bytes) -> list:
         return [obj[k] for k in keys]
     except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError) as exc:
         raise HarnessError(
-            f"Cannot read CIFAR-10 batch {path} ({exc!r}): delete {path.parent} and fetch it again."
+            f"Cannot read {name} batch {path} ({exc!r}): delete {path.parent} and fetch it again."
         ) from exc
 
 
-def _read_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    data, labels = _read_pickle(path, b"data", b"labels")
+def _read_batch(
+    path: Path, label_key: bytes = b"labels", name: str = "CIFAR-10"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    data, labels = _read_pickle(path, b"data", label_key, name=name)
     data, labels = np.asarray(data, dtype=np.uint8), np.asarray(labels, dtype=np.int64)
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
         raise HarnessError(f"{path} has malformed data {data.shape}: delete it and fetch it again.")
     # Each row is the 1024 red, then green, then blue values, each plane row-major: i.e. CHW.
     return torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()), torch.from_numpy(labels)
+
+
+def _fetch(name: str, root: Path, expected: str, fetch) -> None:
+    """Run ``fetch(torchvision.datasets)``, turning a failed download into one sentence."""
+    import torchvision  # deferred: only this rare path needs it
+
+    log.info("Downloading %s into %s via torchvision", name, root)
+    try:
+        fetch(torchvision.datasets)
+    except (OSError, RuntimeError) as exc:
+        raise HarnessError(
+            f"Could not download {name} into {root} ({exc}): check the network or "
+            f"place {expected} there by hand."
+        ) from exc
+
+
+def _decode_cifar100(root: Path, download: bool) -> _Decoded:
+    folder = root / CIFAR100_DIR
+    if not folder.is_dir() and download:
+        # One archive holds train, test and meta, so fetching the train split brings all three.
+        _fetch(
+            "CIFAR-100",
+            root,
+            CIFAR100_DIR,
+            lambda tv: tv.CIFAR100(str(root), train=True, download=True),
+        )
+    if not folder.is_dir():
+        raise HarnessError(
+            f"Official CIFAR-100 files not found at {folder}: pass --download to fetch them "
+            f"or point --data at the folder that contains {CIFAR100_DIR}."
+        )
+    names = _read_pickle(folder / "meta", b"fine_label_names", name="CIFAR-100")[0]
+    classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+    out = []
+    for split in ("train", "test"):
+        images, labels = _read_batch(folder / split, b"fine_labels", name="CIFAR-100")
+        if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < len(classes):
+            raise HarnessError(
+                f"{folder / split} has labels outside 0..{len(classes) - 1}: delete "
+                f"{folder} and fetch it again."
+            )
+        out += [images, labels]
+    return out[0], out[1], out[2], out[3], classes
+
+
+def _decode_svhn(root: Path, download: bool) -> _Decoded:
+    paths = {split: root / name for split, name in SVHN_FILES.items()}
+    if download:
+        for split, path in paths.items():
+            if not path.is_file():
+                _fetch(
+                    "SVHN",
+                    root,
+                    path.name,
+                    lambda tv, s=split: tv.SVHN(str(root), split=s, download=True),
+                )
+    missing = [path for path in paths.values() if not path.is_file()]
+    if missing:
+        raise HarnessError(
+            f"Official SVHN file {missing[0]} not found: pass --download to fetch it or point "
+            f"--data at the folder that contains {' and '.join(SVHN_FILES.values())}."
+        )
+    out = []
+    for path in paths.values():
+        out += _read_svhn(path)
+    return out[0], out[1], out[2], out[3], [str(digit) for digit in range(10)]
+
+
+def _read_svhn(path: Path) -> list[torch.Tensor]:
+    import scipy.io  # deferred: only SVHN needs it
+
+    try:
+        mat = scipy.io.loadmat(str(path))
+        images, labels = np.asarray(mat["X"]), np.asarray(mat["y"]).astype(np.int64).reshape(-1)
+    except Exception as exc:  # scipy raises many types for a truncated or foreign file
+        raise HarnessError(
+            f"Cannot read SVHN file {path} ({exc!r}): delete it and fetch it again."
+        ) from exc
+    well_formed = images.dtype == np.uint8 and images.shape == (32, 32, 3, len(labels))
+    if not well_formed:
+        raise HarnessError(
+            f"{path} has malformed data {images.dtype} {images.shape} for {len(labels)} labels: "
+            "delete it and fetch it again."
+        )
+    # The release labels digit 0 as 10; torchvision (and so RobustDARTS) maps it back to 0.
+    labels[labels == 10] = 0
+    if len(labels) and not 0 <= labels.min() <= labels.max() <= 9:
+        raise HarnessError(f"{path} has labels outside 1..10: delete it and fetch it again.")
+    # X is H x W x C x N; the harness keeps N x C x H x W like the CIFAR pickles.
+    images = np.ascontiguousarray(images.transpose(3, 2, 0, 1))
+    return [torch.from_numpy(images), torch.from_numpy(labels)]
 
 
 def search_split(
@@ -346,6 +501,8 @@ class Batches:
         augment: bool,
         device: torch.device | str = "cpu",
         drop_last: bool = False,
+        mean: tuple[float, ...] = MEAN,
+        std: tuple[float, ...] = STD,
     ) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4 or len(images) != len(labels):
             raise ValueError(
@@ -365,9 +522,11 @@ class Batches:
         self.labels = labels.to(self.device, torch.int64)
         self.batch_size, self.seed = batch_size, seed
         self.augment, self.drop_last = augment, drop_last
+        # Kept so that a copy of these batches (other labels, another seed) can reuse them.
+        self.mean, self.std = tuple(mean), tuple(std)
         shape = (1, images.shape[1], 1, 1)
-        self._mean = torch.tensor(MEAN, device=self.device).view(shape) * 255
-        self._std = torch.tensor(STD, device=self.device).view(shape) * 255
+        self._mean = torch.tensor(self.mean, device=self.device).view(shape) * 255
+        self._std = torch.tensor(self.std, device=self.device).view(shape) * 255
 
     def __len__(self) -> int:
         n = len(self.images)

@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.config import DATASET_NAMES, DATASETS, OFFICIAL_FILES_ONLY
 from harness.errors import HarnessError
 
 DATA_ENV = "HARNESS_CIFAR10"
@@ -20,25 +21,47 @@ OFFLINE_DATA_ROOT = Path("..") / "shared" / "data"
 
 @dataclass(frozen=True)
 class DataLocation:
-    """Everything needed to load CIFAR-10 in any process (so it can be sent to workers)."""
+    """Everything needed to load a data set in any process (so it can be sent to workers)."""
 
     source: str  # "folder" or "torchvision"
     root: Path
     cache_dir: Path
     download: bool = False
+    # Last and defaulted: locations pickled before CIFAR-100/SVHN still load as CIFAR-10.
+    dataset: str = "cifar10"
 
     def load(self):
-        from harness.data import load_cifar10
+        from harness.data import load_dataset
 
-        return load_cifar10(self.source, self.root, self.cache_dir, download=self.download)
+        return load_dataset(
+            self.dataset, self.source, self.root, self.cache_dir, download=self.download
+        )
 
 
 def resolve_data_location(
-    cli_path: str | None, source: str = "folder", cache_dir: str | None = None, download=False
+    cli_path: str | None,
+    source: str = "folder",
+    cache_dir: str | None = None,
+    download=False,
+    dataset: str = "cifar10",
 ) -> DataLocation:
+    if dataset not in DATASETS:
+        raise HarnessError(f"unknown dataset {dataset!r}; available: {', '.join(DATASETS)}")
     if source not in ("folder", "torchvision"):
         raise HarnessError(f"unknown data source {source!r}; use 'folder' or 'torchvision'")
-    raw = cli_path or os.environ.get(DATA_ENV)
+    name = DATASET_NAMES[dataset]
+    if dataset in OFFICIAL_FILES_ONLY and source != "torchvision":
+        raise HarnessError(
+            f"{name} is read only from its official files, not from an image folder: pass "
+            "--data-source torchvision"
+        )
+    # HARNESS_CIFAR10 and the offline image folder hold CIFAR-10 only.
+    raw = cli_path or (os.environ.get(DATA_ENV) if dataset == "cifar10" else None)
+    if raw is None and dataset != "cifar10":
+        raise HarnessError(
+            f"no {name} location given: pass --data with the folder holding the official "
+            f"{name} files (add --download to fetch them there)"
+        )
     if raw is None:
         fallback = OFFLINE_DATA_ROOT / "cifar10-jpeg"
         if source == "folder" and fallback.is_dir():
@@ -54,6 +77,7 @@ def resolve_data_location(
         root=Path(raw).expanduser().resolve(),
         cache_dir=writable_folder(resolve_cache_dir(cache_dir), "--cache", create=False),
         download=download,
+        dataset=dataset,
     )
 
 

@@ -12,11 +12,16 @@ from dataclasses import dataclass
 import torch
 
 from harness.config import DataSettings
-from harness.data import Batches, CIFAR10Arrays, downsample, search_split
+from harness.data import (
+    NORMALISATION,
+    NUM_CLASSES,
+    Batches,
+    CIFAR10Arrays,
+    downsample,
+    search_split,
+)
 from harness.errors import HarnessError
 from harness.split_file import read_split_file
-
-NUM_CLASSES = {"cifar10": 10}
 
 
 @dataclass
@@ -73,11 +78,11 @@ def make_search_data(
     alpha_images = downsample(arrays.train_images[alpha_idx], settings.resolution)
     weight_labels = arrays.train_labels[weight_idx]
     alpha_labels = arrays.train_labels[alpha_idx]
+    mean, std = NORMALISATION[settings.dataset]
 
     def batches(images, labels, stream, augment):
-        return Batches(
-            images, labels, batch_size, _stream_seed(seed, stream), augment=augment, device=device
-        )
+        stream_seed = _stream_seed(seed, stream)
+        return Batches(images, labels, batch_size, stream_seed, augment, device, mean=mean, std=std)
 
     return SearchData(
         weight_batches=batches(weight_images, weight_labels, 1, settings.augment),

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 import harness
 from harness.checkpoints import build_supernet
 from harness.config import STORE_FORMAT_VERSION, ExperimentConfig, TrainSettings, run_key
-from harness.data import Batches, CIFAR10Arrays
+from harness.data import NUM_CLASSES, Batches, CIFAR10Arrays
 from harness.errors import HarnessError
 from harness.locks import job_lock, lock_path
 from harness.search_data import make_search_data
@@ -49,7 +49,7 @@ def settings_record(config: ExperimentConfig, seed: int, fingerprint: str, key: 
         "seed": seed,
         "config": config.to_dict(),
         "algorithm": algorithm.recorded_settings(),
-        "num_classes": 10,
+        "num_classes": NUM_CLASSES[config.data.dataset],
         "data_fingerprint": fingerprint,
         "store_format": STORE_FORMAT_VERSION,
         "harness_version": harness.__version__,
@@ -106,7 +106,8 @@ def _train_locked(
 
     device = torch.device(config.device)
     torch.manual_seed(seed)
-    supernet = build_supernet(config.space, num_classes=10, compute=config.compute).to(device)
+    num_classes = NUM_CLASSES[config.data.dataset]
+    supernet = build_supernet(config.space, num_classes, compute=config.compute).to(device)
     algorithm = get_algorithm(config.algorithm)(supernet, config.train, config.algorithm_options)
     # Data first: a split the data cannot give fails before the run directory exists.
     search = make_search_data(config.data, data, seed, config.train.batch_size, device)

@@ -15,7 +15,7 @@ from spaces.base import SearchSpace
 
 # The modules whose ``SPACES`` (name -> (builder, one line for --help)) make up the
 # registry; a builder takes (name, ops, edge_ops). Adding a space package adds one line.
-SPACE_MODULES = ("spaces.nb201.space",)
+SPACE_MODULES = ("spaces.nb201.space", "spaces.darts.space")
 _FAMILIES: dict[str, tuple[Callable[..., SearchSpace], str]] = {}
 
 

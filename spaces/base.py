@@ -99,6 +99,18 @@ class SearchSpace:
     def num_cells(self) -> int:
         return int(np.prod([len(ops) for ops in self.candidates]))
 
+    @property
+    def edge_groups(self) -> tuple[tuple[int, ...], ...]:
+        """Edges of each kind of cell the space searches (DARTS: normal, reduction).
+        Progressive methods decide one edge of every group per step, as DARTS-PT does."""
+        return (tuple(range(self.num_edges)),)
+
+    @property
+    def node_inputs(self) -> tuple[tuple[tuple[int, ...], ...], ...]:
+        """Per edge group, the input edges of every node the topology rule prunes (only
+        for ``two-inputs-per-node``: each such node keeps two of them)."""
+        return tuple(() for _ in self.edge_groups)
+
     def candidate_names(self, edge: int) -> list[str]:
         return [self.op_names[k] for k in self.candidates[edge]]
 

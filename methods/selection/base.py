@@ -43,6 +43,9 @@ class Selection:
     cost: SelectionCost
     settings: dict[str, Any]
     upper_bound: bool = False  # the oracle: not a method, a ceiling
+    # Spaces that prune inputs (DARTS): how the method chose each node's two inputs
+    # ("rule") and what it measured ("importance" per edge, None where not measured).
+    topology: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         raw = dataclasses.asdict(self)
@@ -60,6 +63,7 @@ class Selection:
             cost=SelectionCost(**raw["cost"]),
             settings=dict(raw["settings"]),
             upper_bound=bool(raw.get("upper_bound", False)),
+            topology=raw.get("topology"),
         )
 
 
@@ -85,6 +89,10 @@ class SelectionMethod:
     # Short names for common variants, shown in reports instead of the full option list.
     aliases: ClassVar[dict[str, dict[str, Any]]] = {}
     upper_bound: ClassVar[bool] = False
+    # How the method keeps two inputs per node in a space whose topology rule asks for it
+    # (recorded with every such selection); methods choosing via space.discretise use
+    # the space's rule.
+    topology_rule: ClassVar[str] = "the space's rule on the method's scores"
 
     def __init__(self, baseline: dict[str, Any] | None = None, **options: Any) -> None:
         """``baseline``: a preset's defaults for this method; names are shown relative to it."""
@@ -129,8 +137,11 @@ class SelectionMethod:
     def select(self, supernet: Supernet, context: SelectionContext) -> Selection:
         cost = SelectionCost()
         began = time.perf_counter()
-        choices, scores, order = self.choose(supernet, context, cost)
+        choices, scores, order, *pruning = self.choose(supernet, context, cost)
         cost.wall_seconds = time.perf_counter() - began
+        topology = None
+        if supernet.space.topology != "every-edge":
+            topology = {"rule": self.topology_rule, **(pruning[0] if pruning else {})}
         return Selection(
             method=self.display_name,
             arch=supernet.space.encode(choices),  # refuses a cell outside the space
@@ -139,12 +150,15 @@ class SelectionMethod:
             cost=cost,
             settings=self.settings(),
             upper_bound=self.upper_bound,
+            topology=topology,
         )
 
     def choose(
         self, supernet: Supernet, context: SelectionContext, cost: SelectionCost
     ) -> tuple[list[int], np.ndarray, list[int]]:
-        """Return (op per edge, edges x ops scores, order in which edges were decided)."""
+        """Return (op per edge, edges x ops scores, order in which edges were decided), and
+        optionally a fourth value: a dict of what a topology phase measured (recorded in
+        :attr:`Selection.topology`)."""
         raise NotImplementedError
 
 
@@ -155,7 +169,7 @@ def working_copy(supernet: Supernet) -> Supernet:
 
 
 
-def edge_order(seed: int, edges: list[int]) -> list[int]:
+def edge_order(seed: int | list[int], edges: list[int]) -> list[int]:
     """A random order of ``edges`` that depends only on ``seed``."""
     generator = np.random.default_rng(seed)
     return [edges[i] for i in generator.permutation(len(edges))]

@@ -4,6 +4,14 @@ Edges are decided one at a time. For each active op k of the next undecided edge
 ``W[e, k]`` is zeroed (the other weights keep their values, no renormalisation) and
 the supernet is measured on the validation split; the edge is fixed to the op whose
 removal hurts most. Between decisions the working copy is fine-tuned.
+
+In the DARTS space (two inputs per node) a step decides one normal and one reduction edge,
+and the op projection is followed by the paper's topology projection
+(:mod:`methods.selection.topology`): per node, input edges are zeroed one at a time and
+the two whose removal hurts most are kept. ``none`` competes in the op projection, as in
+the reference's CNN code; the reference CNN search fine-tunes 10 epochs between
+projections (``proj_intv``), its NB201 code 5 (this method's default): pass
+``darts-pt[finetune_epochs=10]`` for the former.
 """
 
 from __future__ import annotations
@@ -71,6 +79,12 @@ class DartsPT(SelectionMethod):
 
     name = "darts-pt"
     options_class = DartsPTOptions
+    topology_rule = (
+        "DARTS-PT topology projection: op projection first (none competes, as in the "
+        "reference), then per node (random order, one normal and one reduction node a step, "
+        "fine-tuned between) the input edge whose zeroing lowers validation accuracy least "
+        "(criterion=loss: raises loss least) is dropped until two remain"
+    )
     aliases = {"fix-alpha": {"fix_alpha": True}}
 
     def choose(self, supernet: Supernet, context: SelectionContext, cost: SelectionCost):

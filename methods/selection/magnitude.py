@@ -21,6 +21,10 @@ class MagnitudeOptions:
 class Magnitude(SelectionMethod):
     name = "magnitude"
     options_class = MagnitudeOptions
+    topology_rule = (
+        "DARTS: per node the two input edges whose strongest non-none op has the largest "
+        "alpha, each with that op"
+    )
     aliases = {"no-none": {"exclude_none": True}}
 
     def choose(self, supernet: Supernet, context: SelectionContext, cost: SelectionCost):
@@ -37,4 +41,10 @@ class Magnitude(SelectionMethod):
         scores[np.isinf(scores)] = np.nan
         # The space's topology rule; ties go to the earlier op.
         choices = list(space.discretise(scores))
-        return choices, scores, list(range(space.num_edges))
+        if space.topology == "every-edge":
+            return choices, scores, list(range(space.num_edges))
+        others = scores.copy()
+        if "none" in space.op_names:
+            others[:, space.op_names.index("none")] = np.nan
+        strength = [None if np.isnan(row).all() else float(np.nanmax(row)) for row in others]
+        return choices, scores, list(range(space.num_edges)), {"importance": strength}

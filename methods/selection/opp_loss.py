@@ -29,6 +29,11 @@ the op that fits worst, ``none`` or whatever severs the edge, wherever the edge 
 Against darts-pt (removal too) the differences are the split and criterion (training loss, not
 validation accuracy) and no fine-tuning by default; against the OPP-DARTS code, per-edge
 decisions rather than one op for the whole space, and unaugmented data.
+
+Topology (DARTS space): the same criterion on whole edges. Ops are decided without ``none``
+(which edges become ``none`` is the topology step's decision); then per node the input
+edge whose removal raises the training loss least is dropped until two remain, i.e. each
+node keeps the inputs the fit relies on most (:mod:`methods.selection.topology`).
 """
 
 from __future__ import annotations
@@ -60,6 +65,11 @@ class OppLossOptions(ProgressiveOptions):
 class OppLoss(SelectionMethod):
     name = "opp-loss"
     options_class = OppLossOptions
+    topology_rule = (
+        "training-loss criterion on whole edges: op phase without none, then per node "
+        "(random order) the input edge whose zeroing raises the training loss least is "
+        "dropped until two remain"
+    )
     aliases = {"sequential": {"edge_order": "sequential"}}
 
     def choose(self, supernet: Supernet, context: SelectionContext, cost: SelectionCost):
@@ -71,7 +81,11 @@ class OppLoss(SelectionMethod):
             cost,
             candidate_batch=o.candidate_batch,
         )
-        score = PerturbationScorer(scoring, remove_op, sign=1.0)  # L(W without k) - L(W)
+        names = supernet.space.op_names
+        prunes = supernet.space.topology != "every-edge"
+        excluded = (names.index("none"),) if prunes and "none" in names else ()
+        # L(W without k) - L(W)
+        score = PerturbationScorer(scoring, remove_op, sign=1.0, excluded_ops=excluded)
         net = working_copy(supernet)
         return decide_edges(
             net, context, cost, score, o.edge_order, o.finetune_epochs, o.finetune_lr

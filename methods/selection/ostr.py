@@ -19,7 +19,13 @@ The paper's text is not available here, so its open choices are recorded options
   one backward pass per batch at ``W``, re-estimated after every decision.
 * ``none_competes`` (default true): whether ``none`` is a candidate. The text does not say;
   on collapsed CPU supernets ostr keeps ``none`` on most edges, sometimes cutting the cell's
-  input off its output (``ostr[no-none]`` leaves it out).
+  input off its output (``ostr[no-none]`` leaves it out). In a space that prunes inputs
+  (DARTS) ``none`` never competes for an op: which edges become ``none`` is the topology
+  step's decision.
+* topology (DARTS space): operation strength applied to whole edges. After every edge has
+  its op, per node the input edge whose replacement by nothing (row zeroed) raises the
+  loss least is dropped until two remain (:mod:`methods.selection.topology`; Taylor: the
+  first-order estimate ``-g_e . W_e``).
 
 ``--methods ostr-ablation`` runs the variants side by side (:data:`ABLATION`), and the
 report tabulates them as "criterion as described; choices are the harness's".
@@ -80,6 +86,10 @@ class OStrOptions(ProgressiveOptions):
 class OStr(SelectionMethod):
     name = "ostr"
     options_class = OStrOptions
+    topology_rule = (
+        "operation strength of whole edges: op phase without none, then per node (random "
+        "order) the input edge whose zeroing raises the loss least is dropped until two remain"
+    )
     aliases = {
         "taylor": {"estimate": "taylor"},
         "independent": {"edge_order": "independent"},
@@ -94,7 +104,9 @@ class OStr(SelectionMethod):
             batches, o.num_batches, o.bn_mode, cost, candidate_batch=o.candidate_batch
         )
         names = supernet.space.op_names
-        excluded = () if o.none_competes or "none" not in names else (names.index("none"),)
+        prunes = supernet.space.topology != "every-edge"
+        competes = o.none_competes and not prunes
+        excluded = () if competes or "none" not in names else (names.index("none"),)
         if o.estimate == "taylor":
             score: EdgeScorer = TaylorScorer(scoring, excluded)
         else:

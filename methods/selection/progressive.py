@@ -155,6 +155,12 @@ class EdgeScorer:
     def network_changed(self) -> None:
         """Called after fine-tuning: anything remembered about the old weights is stale."""
 
+    def edge_importance(self, net: Supernet, weights: torch.Tensor, edges: list[int]):
+        """How much the supernet needs each of ``edges`` at ``W`` (higher = keep it): the
+        rise in loss (fall in accuracy) when the edge's row is zeroed. Topology rules use
+        it (:mod:`methods.selection.topology`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not score whole edges")
+
 
 class PerturbationScorer(EdgeScorer):
     """``score(e,k) = sign * (M(perturb(W, e, k)) - M(W))`` for every active op ``k``.
@@ -196,6 +202,12 @@ class PerturbationScorer(EdgeScorer):
             rows[e][k] = self.sign * (value - base)
         return rows
 
+    def edge_importance(self, net: Supernet, weights: torch.Tensor, edges: list[int]):
+        base, *changed = self._measure(net, [weights] + [drop_edge(weights, e) for e in edges])
+        # M(W without e) - M(W) for a loss, the other way round for an accuracy
+        sign = 1.0 if self.scoring.metric == "loss" else -1.0
+        return {e: sign * (value - base) for e, value in zip(edges, changed, strict=True)}
+
     def network_changed(self) -> None:
         self._values.clear()
 
@@ -219,6 +231,12 @@ class TaylorScorer(EdgeScorer):
         strength[~candidate_mask(net, self.excluded_ops)] = np.nan
         return {e: strength[e].copy() for e in edges}
 
+    def edge_importance(self, net: Supernet, weights: torch.Tensor, edges: list[int]):
+        grad = self.scoring.gradient(net, weights)
+        # L(W with row e zeroed) - L(W) ~ g_e . (0 - W_e)
+        rise = -(grad * weights).sum(dim=1).double().cpu().numpy()
+        return {e: float(rise[e]) for e in edges}
+
 
 def candidate_mask(net: Supernet, excluded_ops: tuple[int, ...]) -> np.ndarray:
     """Edges x ops: the active ops, less ``excluded_ops`` (where an edge keeps another)."""
@@ -240,43 +258,72 @@ def decide_edges(
     finetune_epochs: float = 0.0,
     finetune_lr: float = 0.0025,
     train_alphas: bool = True,
-) -> tuple[list[int], np.ndarray, list[int]]:
+) -> tuple[list[int], np.ndarray, list[int], dict | None]:
     """Decide every edge to its best-scored op; ``net`` must be a working copy.
 
-    A row of the returned scores is what the method saw when it decided that edge.
+    A step decides one edge of every edge group of the space (NB201: one group, so one
+    edge; DARTS: a normal and a reduction edge, in that order, as DARTS-PT's projection
+    does), and the working copy is fine-tuned between steps. A row of the returned scores
+    is what the method saw when it decided that edge. In a space whose topology rule
+    prunes inputs, :func:`~methods.selection.topology.prune_inputs` follows (fine-tuned
+    between its steps too) and the fourth value records it; otherwise it is None.
     """
-    num_edges = net.space.num_edges
-    planned = list(range(num_edges))
-    if order == "random":
-        planned = edge_order(context.seed, planned)
+    space = net.space
+    num_edges = space.num_edges
+    prunes = space.topology == "two-inputs-per-node"
+    queues = [
+        edge_order(context.seed if g == 0 else [context.seed, g], list(group))
+        if order == "random" else list(group)
+        for g, group in enumerate(space.edge_groups)
+    ]  # fmt: skip
+    if order == "independent":  # every edge against the same undecided matrix
+        queues = [[e for queue in queues for e in queue]]
     steps = steps_for(finetune_epochs, context.data.weight_batches)
     decided: dict[int, int] = {}
-    scores, sequence = net.space.empty_scores(), []
+    scores, sequence = space.empty_scores(), []
     while len(decided) < num_edges:
-        undecided = [e for e in planned if e not in decided]
-        weights = fixed_weights(net.mixing_weights().detach(), decided)
-        candidates = undecided if order in ("greedy", "independent") else undecided[:1]
-        rows = score(net, weights, candidates)
-        if order == "independent":
-            chosen = candidates
-        else:
-            # max() keeps the first of equals: ties go to the earlier edge (index order).
-            chosen = [max(candidates, key=lambda e: np.nanmax(rows[e]))]
-        for edge in chosen:
-            decided[edge] = int(np.nanargmax(rows[edge]))  # first maximum: the earlier op
-            scores[edge] = rows[edge]
-            sequence.append(edge)
-        if steps and len(decided) < num_edges:
+        for queue in queues:
+            undecided = [e for e in queue if e not in decided]
+            if not undecided:
+                continue
+            weights = fixed_weights(net.mixing_weights().detach(), decided)
+            candidates = undecided if order in ("greedy", "independent") else undecided[:1]
+            rows = score(net, weights, candidates)
+            if order == "independent":
+                chosen = candidates
+            else:
+                # max() keeps the first of equals: ties go to the earlier edge (index order).
+                chosen = [max(candidates, key=lambda e: np.nanmax(rows[e]))]
+            for edge in chosen:
+                decided[edge] = int(np.nanargmax(rows[edge]))  # first maximum: the earlier op
+                scores[edge] = rows[edge]
+                sequence.append(edge)
+        if steps and (len(decided) < num_edges or prunes):
             finetune(
                 net, context, decided, steps, finetune_lr, train_alphas, cost, stream=len(decided)
             )
             score.network_changed()
-    return [decided[e] for e in range(num_edges)], scores, sequence
+    choices = [decided[e] for e in range(num_edges)]
+    if not prunes:
+        return choices, scores, sequence, None
+    from methods.selection.topology import prune_inputs
+
+    choices, topology = prune_inputs(
+        net, context, cost, score, decided, order, steps, finetune_lr, train_alphas
+    )
+    return choices, scores, sequence, topology
 
 
 def replace_row(weights: torch.Tensor, edge: int, op: int) -> torch.Tensor:
     """Op ``op`` alone on ``edge``; every other row as it is (OStr)."""
     return fixed_weights(weights, {edge: op})
+
+
+def drop_edge(weights: torch.Tensor, edge: int) -> torch.Tensor:
+    """Row ``edge`` zeroed: the edge feeds its node nothing (topology rules)."""
+    dropped = weights.clone()
+    dropped[edge] = 0.0
+    return dropped
 
 
 def remove_op(weights: torch.Tensor, edge: int, op: int) -> torch.Tensor:

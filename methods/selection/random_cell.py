@@ -10,6 +10,7 @@ from spaces.base import Supernet
 
 class RandomCell(SelectionMethod):
     name = "random"
+    topology_rule = "two distinct inputs per node uniformly at random"
 
     def choose(self, supernet: Supernet, context: SelectionContext, cost: SelectionCost):
         # Seeded by the run's seed alone: one random cell per seed, whatever the epoch.

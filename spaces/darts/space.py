@@ -85,6 +85,18 @@ class DartsSpace(SearchSpace):
             for e, (i, j) in enumerate(self.edges)
         )
 
+    @property
+    def edge_groups(self) -> tuple[tuple[int, ...], ...]:
+        half = len(CELL_EDGES)
+        return tuple(range(half)), tuple(range(half, 2 * half))
+
+    @property
+    def node_inputs(self) -> tuple[tuple[tuple[int, ...], ...], ...]:
+        return tuple(
+            tuple(tuple(offset + e for e in edges) for edges in NODES.values())
+            for offset in (0, len(CELL_EDGES))
+        )
+
     def _kept_ops(self, edge: int) -> list[int]:
         return [k for k in self.candidates[edge] if k != self.none]
 
@@ -181,3 +193,23 @@ class DartsSpace(SearchSpace):
         from spaces.darts.search import DiscreteSearchNetwork
 
         return DiscreteSearchNetwork(supernet, self.check_cell(choices))
+
+
+def darts_space(name: str, ops: str | None = None, edge_ops: str | None = None) -> DartsSpace:
+    """The space ``name``; DARTS spaces fix their candidates (S1-S4 are the narrowed ones)."""
+    if ops is not None or edge_ops is not None:
+        raise HarnessError(
+            f"space {name} fixes its candidate ops: use one of the named variants "
+            f"({', '.join(VARIANTS)}) instead of space.ops / space.edge_ops"
+        )
+    return DartsSpace(name)
+
+
+SPACES = {
+    "darts": (darts_space, "the DARTS CNN space (8 ops, normal + reduction cell, two inputs "
+              "per node; no tabular ground truth: judged by harness retrain)"),
+    "darts-s1": (darts_space, "RobustDARTS S1: its published two ops per edge"),
+    "darts-s2": (darts_space, "RobustDARTS S2: {skip_connect, sep_conv_3x3}"),
+    "darts-s3": (darts_space, "RobustDARTS S3: {none, skip_connect, sep_conv_3x3}"),
+    "darts-s4": (darts_space, "RobustDARTS S4: {noise, sep_conv_3x3}"),
+}  # fmt: skip
