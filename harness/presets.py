@@ -59,6 +59,20 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "data": {"resolution": 16, "images_per_split": 3000},
         "train": {"epochs": 20, "batch_size": 64, "checkpoint_every": 5},
     },
+    # The DARTS CNN space (--space darts-s1..s4 for RobustDARTS's): DARTS's search protocol
+    # (8 cells at C=16, 50 epochs, 25k/25k); GPU.
+    "darts-paper": {
+        "space": {"name": "darts", "channels": 16, "cells_per_stage": 2},
+        "data": {"resolution": 32, "images_per_split": None},
+        "train": {"epochs": 50, "batch_size": 64, "checkpoint_every": 10},
+    },
+    # The DARTS space on a CPU, sized by cost alone: its supernet runs every op of 14 edges
+    # in 5 cells op by op, ~30x the NB201 proxy's work a step; selections at the last epoch.
+    "darts-proxy": {
+        "space": {"name": "darts", "channels": 8, "cells_per_stage": 1},
+        "data": {"resolution": 16, "images_per_split": 640},
+        "train": {"epochs": 10, "batch_size": 64, "checkpoint_every": 10},
+    },
     "smoke": {
         "space": {"channels": 4, "cells_per_stage": 1},
         "data": {"resolution": 8, "images_per_split": 128},
@@ -79,6 +93,13 @@ SELECTION_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {"darts-pt": {"scoring_data": "reshuffled"}},
     "xautodl": {"darts-pt": {"scoring_data": "reshuffled"}},
     "proxy": _CPU_SELECTION,
+    # The reference CNN search projects every 10 epochs (proj_intv) on its validation queue.
+    "darts-paper": {"darts-pt": {"finetune_epochs": 10.0, "scoring_data": "reshuffled"}},
+    "darts-proxy": {
+        "darts-pt": {"finetune_epochs": 0.5, "num_batches": 2},
+        "ostr": {"num_batches": 2},
+        "opp-loss": {"num_batches": 2},
+    },
     "quick": _CPU_SELECTION,
     "smoke": {
         "darts-pt": {"finetune_epochs": 0.25, "num_batches": 2},
@@ -96,6 +117,10 @@ PRESET_DESCRIPTIONS = {
     "proxy": "CPU-sized, closest to the paper's collapse (C=8, N=2, 16x16, 3000/3000 "
     "images, 30 epochs, checkpoint every 3); ~7 s an epoch on 2 cores",
     "quick": "the earlier proxy (C=8, N=1, 20 epochs); ~4.5 s an epoch, alphas barely move",
+    "darts-paper": "DARTS's search protocol in the DARTS CNN space (8 cells, C=16, 50 epochs, "
+    "25k/25k); judge cells with harness retrain --protocol paper; GPU",
+    "darts-proxy": "the DARTS space on a CPU (5 cells, C=8, 16x16, 640/640 images, 10 epochs, "
+    "selection at the last); ~45 s an epoch on 2 cores",
     "smoke": "tiny everything, for tests and CI; seconds",
 }
 

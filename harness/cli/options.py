@@ -75,7 +75,8 @@ def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
         "--space",
         help="search space (part of the run key): "
         + "; ".join(f"{name}: {text}" for name, text in space_names().items())
-        + " (default: nb201). Narrow nb201 with --set space.ops=OP,OP (every edge) or "
+        + " (default: the preset's; nb201 but for the darts-* presets). Narrow nb201 with "
+        "--set space.ops=OP,OP (every edge) or "
         "--set 'space.edge_ops=OP,OP;OP;...' (one set per edge, 1<-0 first)",
     )
     group.add_argument("--epochs", type=int, help="override the preset's epoch count")
