@@ -44,6 +44,7 @@ __all__ = [
     "load",
     "parse_seeds",
     "report",
+    "retrain",
     "run",
     "select",
     "selection_methods",
@@ -370,6 +371,76 @@ def select(
                 "wall_seconds": s.cost.wall_seconds, "forward_passes": s.cost.forward_passes,
                 "computed": stored.computed, "path": str(stored.path),
             })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def retrain(
+    genotypes: Iterable[str] | str | None = None,
+    *,
+    protocol: str = "proxy",
+    seeds: Seeds = 0,
+    settings: Settings = None,
+    space: str | None = None,
+    methods: Iterable[str] | str | None = None,
+    epoch: str | int = "final",
+    dataset: str = "cifar10",
+    results: str | Path | None = None,
+    data: str | Path | None = None,
+    data_source: str = "folder",
+    cache: str | Path | None = None,
+    download: bool = False,
+    ground_truth: str | Path | None = None,
+    jobs: int = 1,
+    threads: int | None = None,
+    cluster: str | None = None,
+    device: str = "cpu",
+    progress: bool = False,
+    notes: Callable[[str], None] | None = None,
+) -> pd.DataFrame:
+    """Retrain genotypes from scratch (cached, resumable): ``harness retrain``.
+
+    ``genotypes``: DARTS genotype strings; None: every genotype the store's selections
+    chose in a space without tabular ground truth (narrowed by ``space``, ``methods``
+    and ``epoch``). ``settings`` overrides the protocol: ``{"retrain.epochs": 3}`` or
+    ``["retrain.epochs=3"]``. Returns one row per (genotype, seed); the records table
+    gains the accuracies (fidelity ``retrain-<protocol>``).
+    """
+    from harness.config import check_device
+    from harness.pipeline import Execution
+    from harness.records import write_tables
+    from harness.retrain_jobs import genotypes_in_store, plan_jobs, run_jobs
+    from harness.retraining import retrain_settings
+
+    seed_list = parse_seeds(seeds)
+    overrides = {}
+    for name, value in _setting_items(settings):
+        section, dot, field_name = name.partition(".")
+        if section != "retrain" or not dot:
+            raise HarnessError(f"cannot read retrain setting {name!r}: write retrain.FIELD=VALUE")
+        overrides[field_name] = value
+    chosen = retrain_settings(protocol, overrides)
+    check_device(device)
+    execution = Execution(jobs=jobs, cluster=cluster, threads=threads).validate()
+    results_dir = writable_folder(resolve_results_dir(_text(results)), "--results", create=False)
+    if isinstance(genotypes, str):
+        genotypes = [genotypes]
+    if isinstance(methods, str):
+        methods = [m.strip() for m in methods.split(",") if m.strip()]
+    if genotypes:
+        pairs = [(genotype, dataset) for genotype in genotypes]
+    else:
+        pairs = genotypes_in_store(results_dir, space, list(methods) if methods else None, epoch)
+    planned = plan_jobs(pairs, seed_list)
+    if protocol in ("paper", "robustdarts") and device == "cpu":
+        (notes or _warn)(f"warning: the {protocol} protocol trains for 600 epochs on every "
+                         "image: weeks on a CPU; use --device cuda")  # fmt: skip
+    locations = {
+        name: resolve_data_location(_text(data), data_source, _text(cache), download, name)
+        for name in dict.fromkeys(job.dataset for job in planned)
+    }
+    rows = run_jobs(planned, chosen, locations, results_dir, execution, device, progress)
+    if (results_dir / "runs").is_dir():
+        write_tables(results_dir, load_ground_truth(_text(ground_truth)))
     return pd.DataFrame(rows)
 
 

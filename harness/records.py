@@ -50,6 +50,7 @@ def write_tables(results_dir: Path, truth: GroundTruth) -> dict[str, pd.DataFram
 def collect_tables(results_dir: Path, truth: GroundTruth) -> dict[str, pd.DataFrame]:
     runs, selections, records, mixing = [], [], [], []
     alpha_cache: dict[Path, list] = {}
+    retrained = _retrained_by_genotype(results_dir)
     for run_dir in sorted(p for p in (results_dir / "runs").glob("*") if p.is_dir()):
         settings = read_json(run_dir / "settings.json")
         if not isinstance(settings, dict):
@@ -97,7 +98,11 @@ def collect_tables(results_dir: Path, truth: GroundTruth) -> dict[str, pd.DataFr
                     "edge_order": json.dumps(selection["edge_order"]),
                 }
             )
-            records.extend(_accuracy_rows(row, space, truth))
+            if space.benchmark is None:
+                dataset = settings["config"]["data"].get("dataset", "cifar10")
+                records.extend(_retrain_rows(row, space, retrained, dataset))
+            else:
+                records.extend(_accuracy_rows(row, space, truth))
     return {
         "records": _frame(records, _RECORD_COLUMNS),
         "selections": _frame(selections, _SELECTION_COLUMNS),
@@ -123,6 +128,11 @@ _RECORD_COLUMNS = (
     "param_free_ops",
     "skip_ops",
     *_COSTS,
+    # Retrained cells (spaces without a tabular benchmark): the evaluation network's size
+    # and how many retrain seeds the accuracy averages.
+    "params",
+    "madds",
+    "retrain_seeds",
 )
 _SELECTION_COLUMNS = (*_ROW, "scores", "alphas", "gt_importance", "edge_order", *_COSTS)
 _RUN_COLUMNS = (*_IDENTITY[:-1], "epochs", "train_seconds", "final_valid_acc", "settings",
@@ -213,10 +223,55 @@ def _neighbour_accuracies(
     return values.tolist()
 
 
+def _retrained_by_genotype(results_dir: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    from harness.retraining import stored_results
+
+    found: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for result in stored_results(results_dir):
+        found.setdefault((result["genotype"], result["dataset"]), []).append(result)
+    return found
+
+
+def _kept_ops(arch: str, space: SearchSpace) -> list[str]:
+    """The cell's ops; in a space that prunes inputs, only the kept edges'."""
+    ops = [space.op_names[k] for k in space.decode(arch)]
+    return ops if space.topology == "every-edge" else [op for op in ops if op != "none"]
+
+
+def _retrain_rows(
+    row: dict[str, Any], space: SearchSpace, retrained: dict, dataset: str
+) -> list[dict[str, Any]]:
+    """One row per retrain fidelity of the selected genotype (accuracy: the mean over its
+    retrain seeds); a selection not yet retrained keeps one row, fidelity ``not-retrained``."""
+    from harness.retraining import canonical_genotype
+
+    ops = _kept_ops(row["arch"], space)
+    shared = {
+        **row, "benchmark_index": -1, "dataset": dataset, "metric": "test",
+        "param_free_ops": sum(op in space.parameter_free_ops for op in ops),
+        "skip_ops": ops.count("skip_connect"),
+    }  # fmt: skip
+    by_fidelity: dict[str, list[dict[str, Any]]] = {}
+    for result in retrained.get((canonical_genotype(row["arch"]), dataset), []):
+        by_fidelity.setdefault(result["fidelity"], []).append(result)
+    if not by_fidelity:
+        return [{**shared, "fidelity": "not-retrained", "accuracy": math.nan, "params": math.nan,
+                 "madds": math.nan, "retrain_seeds": 0}]  # fmt: skip
+    return [
+        {
+            **shared, "fidelity": name,
+            "accuracy": sum(r["test_acc"] for r in results) / len(results),
+            "params": results[0]["params"], "madds": results[0]["madds"],
+            "retrain_seeds": len(results),
+        }  # fmt: skip
+        for name, results in sorted(by_fidelity.items())
+    ]
+
+
 def _accuracy_rows(
     row: dict[str, Any], space: SearchSpace, truth: GroundTruth
 ) -> list[dict[str, Any]]:
-    ops = [space.op_names[k] for k in space.decode(row["arch"])]
+    ops = _kept_ops(row["arch"], space)
     # Imported subsets of the benchmark may lack a cell; other benchmarks' cells never match.
     known = space.benchmark == BENCHMARK and row["arch"] in truth
     shared = {

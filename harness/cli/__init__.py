@@ -7,10 +7,10 @@ import logging
 import sys
 
 from harness import __version__
-from harness.cli import bench, catalogue, report, run, select, train
+from harness.cli import bench, catalogue, report, retrain, run, select, train
 from harness.errors import HarnessError
 
-COMMANDS = (run, report, train, select, bench, catalogue)
+COMMANDS = (run, report, train, select, retrain, bench, catalogue)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,6 +15,7 @@ Reads ``records.parquet``, ``selections.parquet``, ``runs.parquet`` and
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.errors import HarnessError
-from harness.report import curves
+from harness.report import curves, genotypes
 from harness.report.correlations import (
     ALPHAS_LABEL,
     CORRELATION_CAPTION,
@@ -103,14 +104,21 @@ def build_report(
     tables = select_results(
         load_results(Path(results_dir)), preset, algorithm, config_key, space
     )
+    # Spaces judged by retraining get their own section; the rest is NAS-Bench-201's.
+    retrained_rows = genotypes.is_retrain_fidelity(tables.records["fidelity"])
+    retrained = dataclasses.replace(tables, records=tables.records[retrained_rows])
+    tables = dataclasses.replace(tables, records=tables.records[~retrained_rows])
     records = tables.records
-    if not ((records["fidelity"] == TABLE_FIDELITY) & (records["metric"] == TABLE_METRIC)).any():
-        raise HarnessError(
-            f"the results in {results_dir} hold no {TABLE_METRIC} accuracies at fidelity "
-            f"{TABLE_FIDELITY}: re-run `harness run` with the NAS-Bench-201 ground truth"
-        )
-    configs = _configs(tables)
     figures_dir, tables_dir = out_dir / "figures", out_dir / "tables"
+    if not ((records["fidelity"] == TABLE_FIDELITY) & (records["metric"] == TABLE_METRIC)).any():
+        if retrained.records.empty:
+            raise HarnessError(
+                f"the results in {results_dir} hold no {TABLE_METRIC} accuracies at fidelity "
+                f"{TABLE_FIDELITY}: re-run `harness run` with the NAS-Bench-201 ground truth"
+            )
+        return _retrained_report(retrained, out_dir)
+    genotype_section = _genotype_section(retrained, out_dir) if len(retrained.records) else None
+    configs = _configs(tables)
     colors = curves.method_colors([*tables.records["method"].unique(), ALPHAS_LABEL])
 
     figure_entries = []
@@ -147,6 +155,8 @@ def build_report(
             _figure("Rank correlation vs epoch", correlation, CORRELATION_CAPTION)
         )
 
+    if genotype_section:
+        figure_entries += genotype_section.figure_entries
     numeric = paper_table(tables.records, tables.selections, tables.runs)
     display = display_table(numeric)
     blocks = [(_block_title(c), display[display["algorithm"] == c.algorithm]) for c in configs]
@@ -195,9 +205,13 @@ def build_report(
                 [("Markdown", "tables/rank_correlations.md")],
             ),
             *ablation_entries,
+            *([genotype_section.table] if genotype_section else []),
         ],
         notes=platform_note(tables.runs),
     )
+    if genotype_section:
+        figure_files += genotype_section.figures
+        table_files.append(genotype_section.markdown_path)
     index = _write_text(out_dir / "index.html", page)
     return ReportSummary(
         out_dir=out_dir,
@@ -209,6 +223,51 @@ def build_report(
         algorithms=[c.algorithm for c in configs],
         config_keys=[c.config_key for c in configs],
     )
+
+
+@dataclass
+class GenotypeSection:
+    table: TableEntry
+    figure_entries: list[FigureEntry]
+    figures: list[Path]
+    markdown: str
+    markdown_path: Path
+
+
+def _genotype_section(tables: ResultTables, out_dir: Path) -> GenotypeSection:
+    table = genotypes.genotype_table(tables.records)
+    diagrams = genotypes.write_diagrams(table, out_dir / "figures")
+    shown = genotypes.display(table)
+    title = "Retrained cells (spaces without tabular ground truth)"
+    markdown = "\n".join([f"# {title}\n", genotypes.CAPTION + "\n", markdown_table(shown, ())])
+    path = _write_text(out_dir / "tables" / "genotypes.md", markdown)
+    entries = [
+        _figure(f"Cell: {group.iloc[0]['method']} on {group.iloc[0]['space']}, seed "
+                f"{group.iloc[0]['seed']}", diagrams[arch], arch)
+        for arch, group in table.groupby("arch", sort=False)
+    ]  # fmt: skip
+    return GenotypeSection(
+        TableEntry(title, genotypes.CAPTION, [("", shown)], (),
+                   [("Markdown", "tables/genotypes.md")]),
+        entries, [f for files in diagrams.values() for f in files], markdown, path,
+    )  # fmt: skip
+
+
+def _retrained_report(tables: ResultTables, out_dir: Path) -> ReportSummary:
+    """The report of results that hold only spaces judged by retraining."""
+    section = _genotype_section(tables, out_dir)
+    configs = _configs(tables)
+    page = render_index(
+        "Architecture selection in the DARTS space",
+        datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        configs, section.figure_entries, [section.table], notes=platform_note(tables.runs),
+    )  # fmt: skip
+    return ReportSummary(
+        out_dir=out_dir, figures=section.figures, tables=[section.markdown_path],
+        index_html=_write_text(out_dir / "index.html", page),
+        paper_table_markdown=section.markdown, rank_correlations_markdown="",
+        algorithms=[c.algorithm for c in configs], config_keys=[c.config_key for c in configs],
+    )  # fmt: skip
 
 
 def _write_text(path: Path, text: str) -> Path:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spaces.darts.genotype import CONCAT, INPUTS, STEPS, Genotype, check_genotype
-from spaces.darts.ops import OP_NAMES, FactorizedReduce, Identity, ReLUConvBN, build_op
+from spaces.darts.ops import EXTRA_OPS, OP_NAMES, FactorizedReduce, Identity, ReLUConvBN, build_op
 
 
 class CellLayout(NamedTuple):
@@ -109,7 +109,7 @@ class DartsEvalNetwork(nn.Module):
                  num_classes: int = 10, auxiliary: bool = True,
                  stem_multiplier: int = 3) -> None:  # fmt: skip
         super().__init__()
-        check_genotype(genotype, OP_NAMES)
+        check_genotype(genotype, OP_NAMES + EXTRA_OPS)
         self.drop_prob = 0.0
         self.stem = make_stem(stem_multiplier * channels)
         self.cells = nn.ModuleList()

@@ -1,0 +1,113 @@
+"""Which genotypes ``harness retrain`` trains, and running those jobs like ``harness run``'s
+(in this process, in worker processes, or on a Dask cluster; the store coordinates)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import torch
+from tqdm.auto import tqdm
+
+from harness.config import SpaceSettings
+from harness.errors import HarnessError
+from harness.locations import DataLocation
+from harness.pipeline import Execution, _parallel, _where_this_runs, torch_threads
+from harness.retraining import RetrainSettings, canonical_genotype, retrain_genotype
+from harness.selecting import read_selection
+from harness.store import read_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetrainJob:
+    genotype: str
+    dataset: str
+    seed: int
+
+
+def genotypes_in_store(
+    results_dir: Path,
+    space: str | None = None,
+    methods: list[str] | None = None,
+    epoch: str | int = "final",
+) -> list[tuple[str, str]]:
+    """(genotype, dataset) of every stored selection in a space without a tabular benchmark,
+    at the final checkpoint (``epoch="final"``), a given epoch, or every one (``"all"``);
+    ``space`` / ``methods`` (display names, e.g. ``darts-pt``) narrow it."""
+    found: dict[tuple[str, str], None] = {}
+    for run_dir in sorted(Path(results_dir).glob("runs/*")):
+        settings = read_json(run_dir / "settings.json")
+        if not isinstance(settings, dict):
+            continue
+        config = settings["config"]
+        searched = SpaceSettings(**config["space"]).search_space()
+        if searched.benchmark is not None or space not in (None, searched.name):
+            continue
+        wanted = config["train"]["epochs"] if epoch == "final" else epoch
+        pattern = "epoch_*" if wanted == "all" else f"epoch_{int(wanted):04d}"
+        for path in sorted(run_dir.glob(f"selections/{pattern}/*.json")):
+            raw = read_selection(path)
+            if raw is None or raw["selection"].get("upper_bound"):
+                continue
+            if methods is None or raw["selection"]["method"] in methods:
+                found[(raw["selection"]["arch"], config["data"].get("dataset", "cifar10"))] = None
+    return list(found)
+
+
+def plan_jobs(genotypes: list[tuple[str, str]], seeds: list[int]) -> list[RetrainJob]:
+    """One job per (genotype, dataset, seed); genotypes are checked before any work."""
+    jobs = []
+    for genotype, dataset in genotypes:
+        canonical = canonical_genotype(genotype)
+        jobs += [RetrainJob(canonical, dataset, seed) for seed in seeds]
+    return list(dict.fromkeys(jobs))
+
+
+def run_jobs(
+    jobs: list[RetrainJob],
+    settings: RetrainSettings,
+    locations: dict[str, DataLocation],
+    results_dir: Path,
+    execution: Execution,
+    device: str = "cpu",
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Every job's result (``cached`` True where the store already held it)."""
+    if not jobs:
+        raise HarnessError(
+            "nothing to retrain: give --genotype, or select in a DARTS space first "
+            "(harness run --preset darts-proxy ...) so that the store holds genotypes"
+        )
+    if execution.in_process:
+        arrays = {dataset: location.load() for dataset, location in locations.items()}
+        outcomes = []
+        with torch_threads(execution.threads_per_job):
+            for job in tqdm(jobs, desc="retrain", disable=not progress or len(jobs) == 1):
+                outcome = retrain_genotype(job.genotype, settings, job.seed, arrays[job.dataset],
+                                           results_dir, job.dataset, device,
+                                           progress=progress)  # fmt: skip
+                outcomes.append((outcome, "in-process"))
+    else:
+        tasks = [
+            joblib.delayed(_retrain_job)(job, settings, locations[job.dataset], results_dir,
+                                         device, execution.threads_per_job)  # fmt: skip
+            for job in jobs
+        ]
+        outcomes = _parallel(execution, tasks, "retrain", progress)
+    return [
+        {**outcome.result, "cached": outcome.epochs_trained == 0, "executor": where}
+        for outcome, where in outcomes
+    ]
+
+
+def _retrain_job(job: RetrainJob, settings, location: DataLocation, results_dir: Path,
+                 device: str, threads: int):  # fmt: skip
+    torch.set_num_threads(threads)
+    outcome = retrain_genotype(job.genotype, settings, job.seed, location.load(), results_dir,
+                               job.dataset, device)  # fmt: skip
+    return outcome, _where_this_runs()

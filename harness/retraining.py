@@ -1,0 +1,356 @@
+"""``harness retrain``: a genotype's evaluation network trained from scratch, the ground truth
+of spaces without a tabular benchmark (the DARTS space and RobustDARTS's S1-S4).
+
+A retrain is a job like training a supernet: stored once under
+``retrains/<key>/`` (key: genotype, settings, seed, data, dataset), resumable from its
+last checkpoint, exact on CPU after an interruption (the batches, cutout squares and
+drop-path draws of epoch e depend only on (seed, e)), and runnable in worker processes
+or on Dask. ``result.json`` holds the test accuracy, parameter count and multiply-adds;
+the records table joins it to every selection of that genotype
+(fidelity ``retrain-<protocol>``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from harness.config import check_field_types, hash_settings
+from harness.data import NORMALISATION, NUM_CLASSES, Batches, CIFAR10Arrays, downsample
+from harness.errors import HarnessError
+from harness.flops import count_multiply_adds
+from harness.locks import job_lock, lock_path
+from harness.store import atomic_write, atomic_write_bytes, atomic_write_json, read_json
+from spaces.darts.genotype import choices_to_genotype, genotype_to_choices, parse_genotype
+from spaces.darts.networks import DartsEvalNetwork, parameter_count
+from spaces.darts.ops import EXTRA_OPS, OP_NAMES
+
+log = logging.getLogger(__name__)
+
+RETRAIN_FORMAT_VERSION = 1
+VOCABULARY = OP_NAMES + EXTRA_OPS
+
+
+@dataclass(frozen=True)
+class RetrainSettings:
+    """How a genotype is retrained. Defaults: DARTS's CIFAR-10 evaluation (quark0/darts
+    ``cnn/train.py``): 20 cells at C=36, 600 epochs, batch 96, SGD 0.025 cosine to 0,
+    momentum 0.9, weight decay 3e-4, clip 5, auxiliary head weight 0.4, drop-path 0.2
+    (scaled linearly over the epochs), cutout 16, the full training and test sets."""
+
+    protocol: str = "paper"  # a label: the fidelity says whether the values are its own
+    channels: int = 36
+    layers: int = 20
+    epochs: int = 600
+    batch_size: int = 96
+    lr: float = 0.025
+    lr_min: float = 0.0
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+    auxiliary_weight: float = 0.4
+    drop_path: float = 0.2
+    cutout: int = 16
+    resolution: int = 32
+    train_images: int | None = None  # None: every training image
+    test_images: int | None = None  # None: every test image
+    subset_seed: int = 0  # which images a subset takes
+    checkpoint_every: int = 1  # how often a resumable state is written (not in the key)
+
+    def validate(self) -> RetrainSettings:
+        check_field_types(self, "retrain")
+        for name in ("channels", "layers", "epochs", "batch_size", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise HarnessError(f"retrain.{name} must be positive, got {getattr(self, name)}")
+        if self.layers < 3:
+            raise HarnessError("retrain.layers must be at least 3 (two reduction cells and one "
+                               "normal cell)")  # fmt: skip
+        for name in ("lr", "grad_clip"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+                raise HarnessError(f"retrain.{name} must be a positive number")
+        if not 0 <= self.lr_min <= self.lr:
+            raise HarnessError(f"retrain.lr_min must be in [0, lr], got {self.lr_min}")
+        if not (0 <= self.drop_path < 1 and 0 <= self.momentum < 1):
+            raise HarnessError("retrain.drop_path and retrain.momentum must be in [0, 1)")
+        if self.weight_decay < 0 or self.auxiliary_weight < 0 or self.cutout < 0:
+            raise HarnessError("retrain.weight_decay, auxiliary_weight and cutout must be >= 0")
+        if not 8 <= self.resolution <= 32:
+            raise HarnessError(f"retrain.resolution must be in 8..32, got {self.resolution}")
+        if self.auxiliary_weight > 0 and self.resolution != 32:
+            raise HarnessError(
+                "the auxiliary head is built for the 8x8 maps of 32x32 images: set "
+                f"retrain.auxiliary_weight=0 at resolution {self.resolution}"
+            )
+        for name in ("train_images", "test_images"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise HarnessError(f"retrain.{name} must be positive or none, got {value}")
+        return self
+
+    def identity(self) -> dict[str, Any]:
+        """What determines the trained network (the key): all but the label and cadence."""
+        values = dataclasses.asdict(self)
+        del values["protocol"], values["checkpoint_every"]
+        return values
+
+
+PROTOCOLS: dict[str, RetrainSettings] = {
+    "paper": RetrainSettings(),
+    # Minutes on a CPU: 8 cells at C=16 on 16x16 images (cutout scaled with them; no
+    # auxiliary head, which needs 32x32), 10 epochs of 5000 training images, 2000 test.
+    "proxy": RetrainSettings(
+        protocol="proxy", channels=16, layers=8, epochs=10, resolution=16, cutout=8,
+        auxiliary_weight=0.0, train_images=5000, test_images=2000,
+    ),  # fmt: skip
+    # RobustDARTS's evaluation (src/evaluation/args.py; --cutout --auxiliary): DARTS's
+    # recipe at 8 cells and C=16, with which DARTS-PT evaluated CIFAR-100 and SVHN.
+    "robustdarts": RetrainSettings(protocol="robustdarts", channels=16, layers=8),
+    "smoke": RetrainSettings(
+        protocol="smoke", channels=4, layers=5, epochs=2, batch_size=32, resolution=8,
+        cutout=4, auxiliary_weight=0.0, train_images=128, test_images=64,
+    ),  # fmt: skip
+}
+PROTOCOL_DESCRIPTIONS = {
+    "paper": "DARTS's evaluation: 20 cells, C=36, 600 epochs, batch 96, cutout 16, auxiliary "
+    "0.4, drop-path 0.2, SGD 0.025 cosine, wd 3e-4, all 50k/10k images; GPU",
+    "proxy": "CPU: 8 cells, C=16, 16x16, 10 epochs, 5000 train / 2000 test images, no "
+    "auxiliary head; minutes",
+    "robustdarts": "RobustDARTS's evaluation (DARTS's recipe at 8 cells, C=16), which "
+    "DARTS-PT used on CIFAR-100 and SVHN; GPU",
+    "smoke": "tiny, for tests; seconds",
+}
+
+
+def retrain_settings(protocol: str, overrides: dict[str, Any] | None = None) -> RetrainSettings:
+    if protocol not in PROTOCOLS:
+        raise HarnessError(f"unknown retrain protocol {protocol!r}; available: "
+                           f"{', '.join(PROTOCOLS)}")  # fmt: skip
+    known = {f.name for f in dataclasses.fields(RetrainSettings)} - {"protocol"}
+    unknown = set(overrides or {}) - known
+    if unknown:
+        raise HarnessError(f"unknown retrain setting(s) {', '.join(sorted(unknown))}; known: "
+                           f"{', '.join(sorted(known))}")  # fmt: skip
+    return dataclasses.replace(PROTOCOLS[protocol], **(overrides or {})).validate()
+
+
+def fidelity(settings: RetrainSettings) -> str:
+    """``retrain-<protocol>`` when the values are the protocol's own, else marked custom."""
+    if settings.identity() == PROTOCOLS[settings.protocol].identity():
+        return f"retrain-{settings.protocol}"
+    return f"retrain-{settings.protocol}-custom-{hash_settings(settings.identity())[:6]}"
+
+
+def canonical_genotype(text: str) -> str:
+    """The genotype as the harness prints it (each node's inputs in input order), so one
+    cell has one key and one network, however its pairs were listed."""
+    genotype = parse_genotype(text)
+    return repr(choices_to_genotype(genotype_to_choices(genotype, VOCABULARY), VOCABULARY))
+
+
+def retrain_key(genotype: str, settings: RetrainSettings, seed: int, fingerprint: str,
+                dataset: str) -> str:  # fmt: skip
+    return hash_settings({
+        "genotype": genotype, "settings": settings.identity(), "seed": seed,
+        "data_fingerprint": fingerprint, "dataset": dataset, "format": RETRAIN_FORMAT_VERSION,
+    })  # fmt: skip
+
+
+@dataclass
+class RetrainOutcome:
+    key: str
+    result: dict[str, Any]
+    epochs_trained: int  # in this call (0: the store held it)
+    resumed_from: int
+
+
+def retrain_dir(store_root: Path, key: str) -> Path:
+    return Path(store_root) / "retrains" / key
+
+
+def read_result(path: Path) -> dict[str, Any] | None:
+    raw = read_json(path)
+    ok = isinstance(raw, dict) and {"genotype", "test_acc", "fidelity", "seed"} <= set(raw)
+    return raw if ok else None
+
+
+def retrain_genotype(
+    genotype: str,
+    settings: RetrainSettings,
+    seed: int,
+    data: CIFAR10Arrays,
+    store_root: Path,
+    dataset: str = "cifar10",
+    device: str = "cpu",
+    progress: bool = False,
+) -> RetrainOutcome:
+    genotype = canonical_genotype(genotype)
+    key = retrain_key(genotype, settings, seed, data.fingerprint, dataset)
+    with job_lock(lock_path(store_root, "retrain", key), f"retraining {key} (seed {seed})"):
+        folder = retrain_dir(store_root, key)
+        if (done := read_result(folder / "result.json")) is not None:
+            return RetrainOutcome(key, done, 0, done["epochs"])
+        return _retrain_locked(genotype, settings, seed, data, folder, dataset, device, progress)
+
+
+def _seed(seed: int, *parts: object) -> int:
+    digest = hashlib.sha256(":".join(map(str, ("harness.retrain", seed, *parts))).encode())
+    return int.from_bytes(digest.digest()[:8], "little") >> 1
+
+
+def _subset(count: int, wanted: int | None, seed: int, what: str) -> torch.Tensor:
+    if wanted is not None and wanted > count:
+        raise HarnessError(f"retrain.{what}={wanted} exceeds the {count} images there are")
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
+    return order if wanted is None else order[:wanted]
+
+
+def _cutout(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """DARTS's cutout: one size x size square per image (centre uniform, clipped at the
+    borders) set to 0 after normalisation."""
+    n, _, h, w = x.shape
+    cy = torch.randint(0, h, (n, 1), generator=generator).to(x.device)
+    cx = torch.randint(0, w, (n, 1), generator=generator).to(x.device)
+    rows = torch.arange(h, device=x.device)
+    cols = torch.arange(w, device=x.device)
+    inside_y = (rows >= cy - size // 2) & (rows < cy + size - size // 2)
+    inside_x = (cols >= cx - size // 2) & (cols < cx + size - size // 2)
+    square = inside_y[:, :, None] & inside_x[:, None, :]
+    return x.masked_fill(square[:, None], 0.0)
+
+
+def _retrain_locked(genotype: str, settings: RetrainSettings, seed: int, data: CIFAR10Arrays,
+                    folder: Path, dataset: str, device_name: str,
+                    progress: bool) -> RetrainOutcome:  # fmt: skip
+    device = torch.device(device_name)
+    train_idx = _subset(len(data.train_labels), settings.train_images, settings.subset_seed,
+                        "train_images")  # fmt: skip
+    test_idx = _subset(len(data.test_labels), settings.test_images, settings.subset_seed + 1,
+                       "test_images")  # fmt: skip
+    mean, std = NORMALISATION[dataset]
+    train = Batches(downsample(data.train_images[train_idx], settings.resolution),
+                    data.train_labels[train_idx], settings.batch_size, _seed(seed, "batches"),
+                    augment=True, device=device, mean=mean, std=std)  # fmt: skip
+    test = Batches(downsample(data.test_images[test_idx], settings.resolution),
+                   data.test_labels[test_idx], 256, 0, augment=False, device=device, mean=mean,
+                   std=std)  # fmt: skip
+    torch.manual_seed(seed)
+    auxiliary = settings.auxiliary_weight > 0
+    net = DartsEvalNetwork(parse_genotype(genotype), settings.channels, settings.layers,
+                           NUM_CLASSES[dataset], auxiliary=auxiliary)  # fmt: skip
+    params = parameter_count(net)
+    madds = count_multiply_adds(net, (3, settings.resolution, settings.resolution))
+    net = net.to(device)
+    optimizer = torch.optim.SGD(net.parameters(), lr=settings.lr, momentum=settings.momentum,
+                                weight_decay=settings.weight_decay)  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / "settings.json", {
+        "genotype": genotype, "settings": dataclasses.asdict(settings), "seed": seed,
+        "dataset": dataset, "data_fingerprint": data.fingerprint, "torch": torch.__version__,
+    })  # fmt: skip
+    state_path = folder / "checkpoint.pt"
+    start, metrics = 0, []
+    if state_path.is_file():
+        try:
+            state = torch.load(state_path, map_location=device, weights_only=False)
+            net.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            start, metrics = state["epoch"], list(state["metrics"])
+            log.info("retrain %s: resuming from epoch %d", folder.name, start)
+        except Exception as error:  # a damaged state is retrained from scratch, said once
+            log.warning("%s is damaged (%s); retraining from epoch 0", state_path, error)
+            start, metrics = 0, []
+    began_all = time.perf_counter()
+    bar = tqdm(total=settings.epochs, initial=start, desc=f"retrain seed {seed}", unit="epoch",
+               disable=not progress)  # fmt: skip
+    for epoch in range(start, settings.epochs):
+        began = time.perf_counter()
+        # The draws of this epoch (drop-path, cutout) depend only on (seed, epoch).
+        torch.manual_seed(_seed(seed, "epoch", epoch))
+        cutout_rng = torch.Generator().manual_seed(_seed(seed, "cutout", epoch))
+        lr = settings.lr_min + 0.5 * (settings.lr - settings.lr_min) * (
+            1 + math.cos(math.pi * epoch / settings.epochs)
+        )
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        net.drop_prob = settings.drop_path * epoch / settings.epochs
+        net.train()
+        total, correct, count = 0.0, 0, 0
+        for x, y in train.epoch(epoch):
+            if settings.cutout:
+                x = _cutout(x, settings.cutout, cutout_rng)
+            logits, aux = net(x)
+            loss = F.cross_entropy(logits, y)
+            if aux is not None:
+                loss = loss + settings.auxiliary_weight * F.cross_entropy(aux, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), settings.grad_clip)
+            optimizer.step()
+            total += loss.item() * len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+            count += len(y)
+        if not math.isfinite(total):
+            raise HarnessError(f"retrain {folder.name}: the loss became {total / count} in epoch "
+                               f"{epoch + 1}; lower retrain.lr")  # fmt: skip
+        test_loss, test_acc = _evaluate(net, test)
+        metrics.append({
+            "epoch": epoch + 1, "lr": lr, "train_loss": total / count, "train_acc": correct / count,
+            "test_loss": test_loss, "test_acc": test_acc, "seconds": time.perf_counter() - began,
+            "threads": torch.get_num_threads(),
+        })  # fmt: skip
+        bar.set_postfix(loss=f"{total / count:.3f}", test=f"{test_acc:.3f}")
+        bar.update(1)
+        if (epoch + 1) % settings.checkpoint_every == 0 or epoch + 1 == settings.epochs:
+            state = {"epoch": epoch + 1, "model": net.state_dict(),
+                     "optimizer": optimizer.state_dict(), "metrics": metrics}  # fmt: skip
+            atomic_write(state_path, lambda handle, s=state: torch.save(s, handle))
+            atomic_write_bytes(folder / "metrics.csv",
+                               pd.DataFrame(metrics).to_csv(index=False).encode())  # fmt: skip
+    bar.close()
+    result = {
+        "genotype": genotype, "fidelity": fidelity(settings), "protocol": settings.protocol,
+        "seed": seed, "dataset": dataset, "data_fingerprint": data.fingerprint,
+        "test_acc": metrics[-1]["test_acc"] * 100, "params": params, "madds": madds,
+        "epochs": settings.epochs, "wall_seconds": sum(m["seconds"] for m in metrics),
+        "settings": dataclasses.asdict(settings), "key": folder.name,
+    }  # fmt: skip
+    atomic_write_json(folder / "result.json", result)
+    log.info("retrain %s: test acc %.2f %% in %.0f s", folder.name, result["test_acc"],
+             time.perf_counter() - began_all)  # fmt: skip
+    return RetrainOutcome(folder.name, result, settings.epochs - start, start)
+
+
+@torch.no_grad()
+def _evaluate(net: DartsEvalNetwork, batches: Batches) -> tuple[float, float]:
+    net.eval()
+    total, correct, count = 0.0, 0, 0
+    for x, y in batches.epoch(0):
+        logits, _ = net(x)
+        total += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+        count += len(y)
+    return total / count, correct / count
+
+
+def stored_results(store_root: Path) -> list[dict[str, Any]]:
+    """Every finished retrain in the store (damaged results are left out, with a warning)."""
+    results = []
+    for path in sorted((Path(store_root) / "retrains").glob("*/result.json")):
+        raw = read_result(path)
+        if raw is None:
+            log.warning("%s is damaged and left out: delete it and run harness retrain again",
+                        path)  # fmt: skip
+        else:
+            results.append(raw)
+    return results
