@@ -17,10 +17,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="harness",
         description=(
-            "Benchmark architecture-selection methods for differentiable NAS on "
-            "NAS-Bench-201: train DARTS-style supernets once per seed, run every "
-            "selection method on every checkpoint, and look the chosen cells up in "
-            "the benchmark's ground truth."
+            "Benchmark architecture-selection methods for differentiable NAS: train "
+            "DARTS-style supernets once per seed, run every selection method on every "
+            "checkpoint, and look the chosen cells up in NAS-Bench-201's ground truth "
+            "(or, in the DARTS space and S1-S4, retrain them: harness retrain)."
         ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
