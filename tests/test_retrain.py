@@ -125,13 +125,14 @@ def test_cifar100_retrain_builds_a_100_way_classifier(tmp_path):
     assert outcome.result["dataset"] == "cifar100"
 
 
-def test_jobs_run_in_worker_processes(tmp_path, tiny_image_folder):
+@pytest.mark.parametrize("cluster,where", [(None, "process "), ("local", "dask tcp://127.0.0.1")])
+def test_jobs_run_in_worker_processes_or_on_dask(tmp_path, tiny_image_folder, cluster, where):
     location = resolve_data_location(str(tiny_image_folder), "folder", str(tmp_path / "c"))
     jobs = [RetrainJob(canonical_genotype(V2), "cifar10", s) for s in (0, 1)]
     rows = run_jobs(jobs, _settings(epochs=1), {"cifar10": location}, tmp_path,
-                    Execution(jobs=2, threads=1), progress=False)  # fmt: skip
+                    Execution(jobs=2, threads=1, cluster=cluster), progress=False)  # fmt: skip
     assert sorted(r["seed"] for r in rows) == [0, 1]
-    assert all(r["executor"].startswith("process ") and not r["cached"] for r in rows)
+    assert all(r["executor"].startswith(where) and not r["cached"] for r in rows)
     with pytest.raises(HarnessError, match="nothing to retrain"):
         run_jobs([], _settings(), {}, tmp_path, Execution())
 

@@ -37,7 +37,8 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="CIFAR-10 location: an image folder (train/<class>/, test/<class>/) or, with "
         "--data-source torchvision, the folder holding cifar-10-batches-py "
-        "(default: $HARNESS_CIFAR10, else ../shared/data/cifar10-jpeg)",
+        "(default: $HARNESS_CIFAR10, else ../shared/data/cifar10-jpeg); for "
+        "--set data.dataset=cifar100 or svhn, the folder holding their official files",
     )
     group.add_argument(
         "--data-source",
@@ -46,7 +47,8 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         help="format of --data (default: folder)",
     )
     group.add_argument(
-        "--download", action="store_true", help="download official CIFAR-10 (torchvision source)"
+        "--download", action="store_true",
+        help="download the official files of the data set (torchvision source)",
     )
     group.add_argument(
         "--cache",
