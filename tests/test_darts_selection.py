@@ -4,10 +4,12 @@ per node), and the topology step keeps what each method's measurement says."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from planted import planted_images
 
+from harness.cli import main
 from harness.data import Batches
 from harness.search_data import SearchData
 from methods.selection import SelectionContext, make_method
@@ -153,3 +155,15 @@ def test_a_kept_edge_decided_to_none_takes_its_first_other_candidate():
     )  # fmt: skip
     kept = [k for k in choices if k != space.none]
     assert len(kept) == 16 and set(kept) == {space.op_names.index("max_pool_3x3")}
+
+
+@pytest.mark.parametrize("algorithm", ["darts-2nd", "lambda-darts", "opp-darts",
+                                       "darts-fixed-alpha"])  # fmt: skip
+def test_every_supernet_algorithm_trains_in_the_darts_space(tmp_path, run_args, algorithm):
+    args = run_args("--space", "darts-s2", "--algorithm", algorithm, "--epochs", "2",
+                    "--seeds", "0", "--methods", "magnitude", "--threads", "1",
+                    "--set", "space.channels=2", "--set", "data.images_per_split=64")  # fmt: skip
+    assert main(args) == 0
+    records = pd.read_parquet(tmp_path / "results" / "records.parquet")
+    assert set(records["space"]) == {"darts-s2"} and set(records["algorithm"]) == {algorithm}
+    assert set(records["fidelity"]) == {"not-retrained"}
