@@ -120,7 +120,7 @@ PRESET_DESCRIPTIONS = {
     "darts-paper": "DARTS's search protocol in the DARTS CNN space (8 cells, C=16, 50 epochs, "
     "25k/25k); judge cells with harness retrain --protocol paper; GPU",
     "darts-proxy": "the DARTS space on a CPU (5 cells, C=8, 16x16, 640/640 images, 10 epochs, "
-    "selection at the last); ~45 s an epoch on 2 cores",
+    "selection at the last); ~30 s an epoch on 2 cores",
     "smoke": "tiny everything, for tests and CI; seconds",
 }
 
@@ -156,6 +156,26 @@ def canonical_space(settings: SpaceSettings) -> SpaceSettings:
     return dataclasses.replace(settings, **settings.search_space().canonical_settings())
 
 
+def supported_compute(
+    compute: ComputeSettings, space: SpaceSettings, asked: dict[str, Any]
+) -> ComputeSettings:
+    """``compute`` with every value the space's supernet cannot honour set to one it can,
+    so that records never claim what did not run; a value asked for explicitly is refused."""
+    searched = space.search_space()
+    changes = {}
+    for name, allowed in searched.compute_support.items():
+        value = getattr(compute, name)
+        if value in allowed:
+            continue
+        if name in asked:
+            raise HarnessError(
+                f"space {searched.name} cannot run compute.{name}={value}: use "
+                f"{' or '.join(f'compute.{name}={v}' for v in allowed)}"
+            )
+        changes[name] = allowed[0]
+    return dataclasses.replace(compute, **changes)
+
+
 def build_config(
     preset: str,
     overrides: dict[str, dict[str, Any]] | None = None,
@@ -178,6 +198,9 @@ def build_config(
             )
         sections[section] = cls(**values)
     sections["space"] = canonical_space(sections["space"])
+    sections["compute"] = supported_compute(
+        sections["compute"], sections["space"], (overrides or {}).get("compute", {})
+    )
     # Every option, defaults included, so that a changed default never lets a store made
     # under the old one be reused (the options are part of the run key).
     algorithm_class = get_algorithm(algorithm)

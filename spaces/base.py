@@ -44,6 +44,9 @@ class SearchSpace:
     parameter_free_ops: frozenset[str]
     topology: str = "every-edge"
     benchmark: str | None = None
+    # The compute.* values the space's supernet can honour (field -> allowed values, the
+    # first the one a default falls back to); a field left out takes any value.
+    compute_support: dict[str, tuple[Any, ...]] = {}
 
     def __init__(self, candidates: Sequence[Sequence[int]] | None = None) -> None:
         every = tuple(range(len(self.op_names)))

@@ -167,3 +167,16 @@ def test_every_supernet_algorithm_trains_in_the_darts_space(tmp_path, run_args, 
     records = pd.read_parquet(tmp_path / "results" / "records.parquet")
     assert set(records["space"]) == {"darts-s2"} and set(records["algorithm"]) == {algorithm}
     assert set(records["fidelity"]) == {"not-retrained"}
+
+
+def test_records_never_claim_a_compute_setting_the_darts_supernet_cannot_run():
+    from harness.errors import HarnessError
+    from harness.presets import build_config
+
+    config = build_config("smoke", {"space": {"name": "darts-s3"}})
+    assert (config.compute.cell, config.compute.channels_last) == ("reference", False)
+    assert build_config("smoke").compute.cell == "fused"  # NB201 keeps its fused cell
+    for asked in ({"cell": "fused"}, {"channels_last": True}, {"autocast": "bf16"},
+                  {"compile": True}):  # fmt: skip
+        with pytest.raises(HarnessError, match="space darts-s3 cannot run compute"):
+            build_config("smoke", {"space": {"name": "darts-s3"}, "compute": asked})

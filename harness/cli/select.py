@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from harness import api
 from harness.cli.options import add_data_arguments, add_ground_truth_argument
@@ -50,8 +51,10 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     print(f"{'seed':>4} {'epoch':>5}  {'method':24s} {'C10 test':>8} {'sec':>7} {'fwd':>6}  cell")
     for row in chosen.itertuples():
+        # Cells of spaces without tabular ground truth have none: harness retrain judges them.
+        accuracy = "—" if math.isnan(row.cifar10_test) else f"{row.cifar10_test:.2f}"
         print(
-            f"{row.seed:>4} {row.epoch:>5}  {row.method:24s} {row.cifar10_test:8.2f} "
+            f"{row.seed:>4} {row.epoch:>5}  {row.method:24s} {accuracy:>8} "
             f"{row.wall_seconds:7.2f} {row.forward_passes:6d}  {row.arch}"
         )
     return 0

@@ -63,6 +63,11 @@ class DartsSpace(SearchSpace):
     parameter_free_ops = PARAMETER_FREE_OPS
     topology = "two-inputs-per-node"
     benchmark = None
+    # The search supernet runs op by op, in float32, uncompiled, in the default memory
+    # format: in channels-last, backward through its factorized reduce at 2-4 channels
+    # corrupts memory in torch 2.14's CPU kernels (a segfault or "double free").
+    compute_support = {"cell": ("reference",), "channels_last": (False,),
+                       "autocast": ("none",), "compile": (False,)}  # fmt: skip
 
     def __init__(self, name: str = "darts") -> None:
         if name not in VARIANTS:
