@@ -217,7 +217,7 @@ def _coerce(value: Any, default: Any, what: str) -> Any:
         raise HarnessError(f"{what} must be a number, got {value!r}")
     try:
         converted = type(default)(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf)
         raise HarnessError(f"{what} must be like {default!r}, got {value!r}") from None
     if isinstance(default, int) and converted != value:
         raise HarnessError(f"{what} must be a whole number, got {value!r}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from harness.cli.options import parse_seeds
@@ -70,6 +70,7 @@ method_like = st.lists(
 
 @FUZZ
 @given(method_like)
+@example("darts-pt[candidate_batch=INF]")  # int(inf) raised OverflowError, not one sentence
 def test_method_specs(spec):
     _accepted_or_refused(parse_method_list, spec, {})
 
