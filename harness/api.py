@@ -24,7 +24,7 @@ import pandas as pd
 
 from harness.config import ExperimentConfig, SpaceSettings, parse_literal
 from harness.errors import HarnessError
-from harness.ground_truth import load_ground_truth
+from harness.ground_truth import load_ground_truth, optional_ground_truth
 from harness.locations import resolve_data_location, resolve_results_dir, writable_folder
 from harness.presets import SELECTION_DEFAULTS, build_config, pixels_warning
 from methods.selection import (
@@ -255,7 +255,6 @@ def run(
     chosen = selection_methods(methods, preset)
     execution = Execution(jobs=jobs, cluster=cluster, threads=threads).validate()
     results_dir = writable_folder(resolve_results_dir(_text(results)), "--results", create=False)
-    truth = load_ground_truth(_text(ground_truth))
     names = algorithm.split(",") if isinstance(algorithm, str) else list(algorithm)
     configs = [
         experiment_config(
@@ -265,6 +264,10 @@ def run(
         for name in names
     ]  # fmt: skip
     check_methods_fit(chosen, configs[0].space.search_space())
+    if configs[0].space.search_space().benchmark is None:  # its cells are retrained instead
+        truth = optional_ground_truth(_text(ground_truth))
+    else:
+        truth = load_ground_truth(_text(ground_truth))
     dataset = configs[0].data.dataset
     location = resolve_data_location(_text(data), data_source, _text(cache), download, dataset)
     found = [warning] if (warning := pixels_warning(configs[0])) else []
@@ -440,7 +443,7 @@ def retrain(
     }
     rows = run_jobs(planned, chosen, locations, results_dir, execution, device, progress)
     if (results_dir / "runs").is_dir():
-        write_tables(results_dir, load_ground_truth(_text(ground_truth)))
+        write_tables(results_dir, optional_ground_truth(_text(ground_truth)))
     return pd.DataFrame(rows)
 
 

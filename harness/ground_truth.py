@@ -291,6 +291,16 @@ def load_ground_truth(cli_value: str | None, config_value: str | None = None) ->
     return truth
 
 
+def optional_ground_truth(cli_value: str | None) -> GroundTruth | None:
+    """The table when one is given or found at the default path, else None: a study in a
+    space without a tabular benchmark (the DARTS space) needs none. A table that is given
+    but missing or broken is still one sentence."""
+    if not cli_value and not os.environ.get(ENV_VAR):
+        if not (Path.cwd() / DEFAULT_RELATIVE_PATH).is_file():
+            return None
+    return load_ground_truth(cli_value)
+
+
 def _integer_column(series: pd.Series, where: str) -> np.ndarray:
     numbers = pd.to_numeric(series, errors="coerce")
     bad = numbers.isna() | (numbers % 1 != 0) | (numbers < 0)

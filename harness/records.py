@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from harness.config import SpaceSettings, config_key, hash_settings
+from harness.errors import HarnessError
 from harness.ground_truth import COLUMN_PATTERN, GroundTruth
 from harness.locks import job_lock, lock_path
 from harness.selecting import read_selection
@@ -35,7 +36,7 @@ TABLES = ("records", "selections", "runs", "mixing_weights")
 WEIGHT_COLUMN = re.compile(r"^w\[(?P<edge>[^\]]+)\]\[(?P<op>[^\]]+)\]$")
 
 
-def write_tables(results_dir: Path, truth: GroundTruth) -> dict[str, pd.DataFrame]:
+def write_tables(results_dir: Path, truth: GroundTruth | None) -> dict[str, pd.DataFrame]:
     # Read and written under one lock: the last process to write has read everything that
     # any process had stored before it, so concurrent runs end with complete tables.
     with job_lock(lock_path(results_dir, "tables"), "writing the tables"):
@@ -47,7 +48,8 @@ def write_tables(results_dir: Path, truth: GroundTruth) -> dict[str, pd.DataFram
     return tables
 
 
-def collect_tables(results_dir: Path, truth: GroundTruth) -> dict[str, pd.DataFrame]:
+def collect_tables(results_dir: Path, truth: GroundTruth | None) -> dict[str, pd.DataFrame]:
+    """The tables; ``truth`` may be None while no selection needs a table lookup."""
     runs, selections, records, mixing = [], [], [], []
     alpha_cache: dict[Path, list] = {}
     retrained = _retrained_by_genotype(results_dir)
@@ -101,6 +103,12 @@ def collect_tables(results_dir: Path, truth: GroundTruth) -> dict[str, pd.DataFr
             if space.benchmark is None:
                 dataset = settings["config"]["data"].get("dataset", "cifar10")
                 records.extend(_retrain_rows(row, space, retrained, dataset))
+            elif truth is None:
+                raise HarnessError(
+                    f"{results_dir} holds selections in space {space.name}, whose tables need "
+                    "the NAS-Bench-201 ground truth: pass --ground-truth PATH (or set "
+                    "HARNESS_GROUND_TRUTH); everything computed so far is kept"
+                )
             else:
                 records.extend(_accuracy_rows(row, space, truth))
     return {

@@ -224,3 +224,20 @@ def test_paper_protocol_on_a_cpu_warns_before_any_work(tmp_path):
     with pytest.raises(HarnessError, match="nothing to retrain"):
         api.retrain(results=tmp_path, protocol="paper", notes=notes.append)
     assert notes and "weeks on a CPU" in notes[0]
+
+
+def test_the_darts_space_needs_no_nas_bench_201_table(tmp_path, tiny_image_folder, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no ../shared/data here
+    monkeypatch.delenv("HARNESS_GROUND_TRUTH", raising=False)
+    where = ["--data", str(tiny_image_folder), "--cache", str(tmp_path / "cache"),
+             "--results", str(tmp_path / "results"), "--quiet"]  # fmt: skip
+    assert main(["run", "--preset", "smoke", "--space", "darts-s2", "--seeds", "0", "--epochs",
+                 "1", "--methods", "magnitude", "--threads", "1", "--set", "space.channels=2",
+                 "--set", "data.images_per_split=64", *where]) == 0  # fmt: skip
+    assert main(["retrain", "--protocol", "smoke", "--set", "retrain.epochs=1",
+                 "--set", "retrain.test_images=40", "--threads", "1", *where]) == 0  # fmt: skip
+    records = pd.read_parquet(tmp_path / "results" / "records.parquet")
+    assert list(records["fidelity"].str[:13]) == ["retrain-smoke"]
+    # a NAS-Bench-201 study still needs its table, and says so before any work
+    assert main(["run", "--preset", "smoke", "--seeds", "0", "--methods", "magnitude",
+                 *where]) == 2  # fmt: skip
