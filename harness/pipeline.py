@@ -134,7 +134,7 @@ def run_experiment(
                 joblib.delayed(_train_job)(config, s, results_dir, location, threads)
                 for s in to_train
             ]
-            outcomes = _parallel(execution, jobs, "training", progress)
+            outcomes = run_parallel(execution, jobs, "training", progress)
         summary.executors.update(where for _, where in outcomes)
         # Seeds this process trained; another process may have trained some meanwhile.
         summary.trained_seeds = sorted(o.seed for o, _ in outcomes if o.epochs_trained > 0)
@@ -169,7 +169,7 @@ def run_experiment(
                 )
                 for path, missing in pending
             ]
-            done = _parallel(execution, jobs, "selection", progress)
+            done = run_parallel(execution, jobs, "selection", progress)
         summary.executors.update(where for _, where in done)
         # Selections this process computed; ones another process stored meanwhile are reused.
         summary.selections_computed = sum(count for count, _ in done)
@@ -195,17 +195,17 @@ def _selected(checkpoint_path: Path, method: SelectionMethod) -> bool:
 def _train_job(config, seed: int, results_dir: Path, location: DataLocation, threads: int):
     torch.set_num_threads(threads)
     outcome = train_supernet(config, seed, results_dir, location.load(), progress=False)
-    return outcome, _where_this_runs()
+    return outcome, where_this_runs()
 
 
 def _select_job(path: Path, specs, baselines, location, truth, device: str, threads: int):
     torch.set_num_threads(threads)
     methods = [make_method(s, baselines) for s in specs]
     stored = select_at_checkpoint(path, methods, location.load(), truth, device)
-    return sum(s.computed for s in stored), _where_this_runs()
+    return sum(s.computed for s in stored), where_this_runs()
 
 
-def _where_this_runs() -> str:
+def where_this_runs() -> str:
     try:
         from distributed import get_worker
 
@@ -214,7 +214,7 @@ def _where_this_runs() -> str:
         return f"process {os.getpid()}"
 
 
-def _parallel(execution: Execution, tasks: list, stage: str, progress: bool) -> list:
+def run_parallel(execution: Execution, tasks: list, stage: str, progress: bool) -> list:
     with _backend(execution):
         results = joblib.Parallel(return_as="generator_unordered")(tasks)
         return list(tqdm(results, total=len(tasks), desc=stage, disable=not progress))

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from harness.config import SpaceSettings
 from harness.errors import HarnessError
 from harness.locations import DataLocation
-from harness.pipeline import Execution, _parallel, _where_this_runs, torch_threads
+from harness.pipeline import Execution, run_parallel, torch_threads, where_this_runs
 from harness.retraining import RetrainSettings, canonical_genotype, retrain_genotype
 from harness.selecting import read_selection
 from harness.store import read_json
@@ -98,7 +98,7 @@ def run_jobs(
                                          device, execution.threads_per_job)  # fmt: skip
             for job in jobs
         ]
-        outcomes = _parallel(execution, tasks, "retrain", progress)
+        outcomes = run_parallel(execution, tasks, "retrain", progress)
     return [
         {**outcome.result, "cached": outcome.epochs_trained == 0, "executor": where}
         for outcome, where in outcomes
@@ -110,4 +110,4 @@ def _retrain_job(job: RetrainJob, settings, location: DataLocation, results_dir:
     torch.set_num_threads(threads)
     outcome = retrain_genotype(job.genotype, settings, job.seed, location.load(), results_dir,
                                job.dataset, device)  # fmt: skip
-    return outcome, _where_this_runs()
+    return outcome, where_this_runs()

@@ -80,8 +80,8 @@ def test_every_method_returns_a_valid_genotype(space_name, spec):
         assert len(topology["dropped"]) == 12
         measured = [e for e, v in enumerate(topology["importance"]) if v is not None]
         assert measured == [e for e in range(28) if e % 14 not in (0, 1)]
-        assert all(space_name_none == net.space.none for space_name_none in
-                   [net.space.decode(selection.arch)[e] for e in topology["dropped"]])  # fmt: skip
+        choices = net.space.decode(selection.arch)
+        assert all(choices[e] == net.space.none for e in topology["dropped"])
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
 
 

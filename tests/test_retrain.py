@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -74,7 +75,7 @@ def test_protocols_are_valid_and_paper_is_darts_evaluation():
     ],
 )
 def test_bad_settings_are_one_sentence(overrides, message):
-    with pytest.raises(HarnessError, match=pytest.importorskip("re").escape(message)):
+    with pytest.raises(HarnessError, match=re.escape(message)):
         retrain_settings("proxy", overrides)
 
 
