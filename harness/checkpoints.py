@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,11 +35,18 @@ class LoadedCheckpoint:
 
 
 def load_supernet(path: Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
-    """A supernet rebuilt from a checkpoint file (read-only use: the file is not touched)."""
+    """A supernet rebuilt from a checkpoint file (read-only use: the file is not touched).
+
+    It computes as the run's compute settings say, except that it is never compiled:
+    selection evaluates another graph for every candidate (one-hot rows skip ops), and
+    compiling each would cost far more than it saves. ``config`` still says how the
+    checkpoint was trained.
+    """
     state = load_checkpoint_file(Path(path))
     try:
         config = ExperimentConfig.from_dict(state["settings"]["config"])
-        supernet = build_supernet(config.space, state["settings"]["num_classes"], config.compute)
+        eager = dataclasses.replace(config.compute, compile=False)
+        supernet = build_supernet(config.space, state["settings"]["num_classes"], eager)
         supernet.load_state_dict(state["model"])
     except (KeyError, TypeError, RuntimeError) as error:
         raise HarnessError(

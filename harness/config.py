@@ -217,6 +217,8 @@ class ExperimentConfig:
         self.train.validate()
         self.compute.validate()
         check_device(self.device)
+        if self.compute.compile and self.device == "cpu":
+            check_cpu_compiler()
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -290,6 +292,23 @@ def check_device(device: str) -> None:
     if index >= torch.cuda.device_count():
         raise HarnessError(f"--device {device}: there are only {torch.cuda.device_count()} CUDA "
                            "device(s), numbered from 0")  # fmt: skip
+
+
+def check_cpu_compiler() -> None:
+    """``torch.compile`` on the CPU writes C++: without a compiler it fails at the first
+    step with a long traceback, so say it before any work starts."""
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+    except ImportError:  # a torch without this helper: let torch.compile speak for itself
+        return
+    try:
+        get_cpp_compiler()
+    except Exception as error:  # torch raises its own InvalidCxxCompiler
+        raise HarnessError(
+            "compute.compile=true on the CPU needs a C++ compiler (torch.compile generates "
+            f"C++ there) and none was found ({str(error).splitlines()[0]}); install g++ or "
+            "point CXX at one, or leave compute.compile false"
+        ) from None
 
 
 def parse_literal(raw: str) -> Any:

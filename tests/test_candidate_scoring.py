@@ -77,3 +77,54 @@ def test_batched_scoring_selects_the_same_cell_with_the_same_scores(
 def test_candidate_batch_must_be_a_positive_integer():
     with pytest.raises(HarnessError, match="candidate_batch"):
         OStr(candidate_batch=0)
+
+
+@pytest.mark.parametrize(
+    "cell,channels_last", [("fused", False), ("fused", True), ("reference", False)]
+)
+def test_train_mode_scoring_equals_a_tracked_forward_and_writes_no_statistics(
+    tiny_context, cell, channels_last
+):
+    from tests.batch_norm_state import randomise_batch_norm
+
+    torch.manual_seed(0)
+    net = NB201Supernet(channels=4, cells_per_stage=1, cell_impl=cell, channels_last=channels_last)
+    with torch.no_grad():
+        net.alphas.normal_()
+    randomise_batch_norm(net)
+    weights = net.mixing_weights().detach()
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    batches = tiny_context.data.alpha_eval
+    # What scoring did before it stopped tracking: a plain train-mode forward (which
+    # moves the running statistics), loss summed over the batches.
+    net.train()
+    with torch.no_grad():
+        expected = sum(
+            torch.nn.functional.cross_entropy(net(x, weights), y, reduction="sum").item()
+            for x, y in batches.epoch(0)
+        ) / sum(len(y) for _, y in batches.epoch(0))
+    moved = [k for k, v in net.state_dict().items() if not torch.equal(v, state[k])]
+    assert moved, "a tracked train-mode forward moves running statistics"
+    net.load_state_dict(state)
+    net.eval()
+    got = measure(net, weights, batches, None, SelectionCost(), "train")
+    assert got.loss == expected  # bit for bit: the same batch statistics normalise
+    assert not net.training, "measure restores the mode it found"
+    for name, value in net.state_dict().items():
+        assert torch.equal(value, state[name]), name
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert all(m.track_running_stats for m in norms)
+    eval_mode = measure(net, weights, batches, None, SelectionCost(), "eval")
+    assert eval_mode.loss != got.loss, "eval mode reads the (randomised) running statistics"
+
+
+def test_tracking_comes_back_when_a_scoring_pass_fails(tiny_context):
+    from methods.selection.scoring import batch_statistics_only
+
+    net = _supernet()
+    with pytest.raises(RuntimeError), batch_statistics_only(net):
+        assert not any(
+            m.track_running_stats for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)
+        )
+        raise RuntimeError("a forward that fails")
+    assert all(m.track_running_stats for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
@@ -77,6 +79,13 @@ def test_checkpoint_rebuilds_the_supernet_it_was_trained_with(tmp_path, tiny_arr
     torch.save(state, old)
     rebuilt = load_supernet(old).supernet
     assert rebuilt.cell_impl == "reference" and not rebuilt.channels_last
+    # A compiled run's checkpoint is rebuilt uncompiled for selection, and says how it trained.
+    state = load_checkpoint_file(checkpoint)
+    state["settings"]["config"]["compute"].update(cell="fused", compile=True)
+    compiled = tmp_path / "compiled.pt"
+    torch.save(state, compiled)
+    loaded = load_supernet(compiled)
+    assert loaded.config.compute.compile and not loaded.supernet.compile_cells
 
 
 def test_fused_and_reference_training_agree_to_float_tolerance(tmp_path, tiny_arrays):
@@ -92,3 +101,20 @@ def test_fused_and_reference_training_agree_to_float_tolerance(tmp_path, tiny_ar
     assert states["fused"].keys() == states["reference"].keys()
     for name, value in states["reference"].items():
         torch.testing.assert_close(states["fused"][name], value, rtol=1e-3, atol=1e-4, msg=name)
+
+
+def test_compiling_on_the_cpu_without_a_cxx_compiler_is_refused_before_any_work(
+    tmp_path, capsys
+):
+    inductor_config = pytest.importorskip("torch._inductor.config")
+    results = tmp_path / "results"
+    with inductor_config.patch({"cpp.cxx": (None, str(tmp_path / "no-such-g++"))}):
+        code = main(["run", "--preset", "smoke", "--set", "compute.compile=true", "--methods",
+                     "magnitude", "--seeds", "0", "--results", str(results)])  # fmt: skip
+        build_config("smoke", {"compute": {"compile": False}})  # not compiling: no compiler needed
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "needs a C++ compiler" in err and "no-such-g++" in err and "Traceback" not in err
+    assert not results.exists()
+    if shutil.which("g++"):
+        build_config("smoke", {"compute": {"compile": True}})  # the compiler this machine has

@@ -220,3 +220,41 @@ def test_candidates_with_reference_cells_fall_back_to_separate_passes():
         torch.testing.assert_close(together, torch.stack([reference(x, w) for w in matrices]))
     with pytest.raises(ValueError, match="K x edges x ops"):
         candidate_logits(reference, x, matrices[0])
+
+
+@pytest.mark.parametrize("weights,train_mode", [("softmax", True), ("per-cell", False)])
+def test_the_fused_forward_traces_as_one_graph(weights, train_mode):
+    """A graph break (a Python-only call inside the cell) splits what ``torch.compile``
+    can fuse: one at every pool once made the compiled step slower than eager."""
+    from torch import _dynamo
+
+    from spaces.nb201.networks import _supernet_forward
+
+    _, fused = _pair(BN_SETTINGS[0], channels_last=True)
+    fused.train(train_mode)
+    w = WEIGHTS[weights](fused)
+    plans = tuple(op_plan(m) for m in (w if w.dim() == 3 else [w]))
+    x = torch.randn(6, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    _dynamo.reset()
+    explained = _dynamo.explain(_supernet_forward)(fused, x, w, plans)
+    assert explained.graph_break_count == 0, explained.break_reasons
+    assert explained.graph_count == 1
+
+
+@pytest.mark.slow
+def test_compiled_supernet_matches_eager_logits_gradients_and_state():
+    """``compute.compile``: the compiled forward against the eager fused cell (about a
+    minute of compiling on 2 cores, hence slow)."""
+    _, eager = _pair(BN_SETTINGS[0], channels_last=True)
+    compiled = copy.deepcopy(eager)
+    compiled.compile_cells = True
+    x, y = torch.randn(6, 3, 8, 8), torch.randint(0, 10, (6,))
+    for weights in ("softmax", "detached"):
+        eager_loss, eager_grads = _loss_and_grads(eager, x, y, WEIGHTS[weights])
+        loss, grads = _loss_and_grads(compiled, x, y, WEIGHTS[weights])
+        torch.testing.assert_close(loss, eager_loss, **TOL)
+        for name, grad in eager_grads.items():
+            assert (grads[name] is None) == (grad is None), name
+            if grad is not None:
+                torch.testing.assert_close(grads[name], grad, **TOL, msg=name)
+        _assert_same_state(eager, compiled)

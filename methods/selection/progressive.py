@@ -27,7 +27,7 @@ from methods.selection.base import (
     fixed_weights,
 )
 from methods.selection.finetune import finetune, steps_for
-from methods.selection.scoring import measure, measure_candidates
+from methods.selection.scoring import batch_statistics_only, measure, measure_candidates
 from spaces.base import Supernet
 
 EDGE_ORDERS = ("random", "sequential", "greedy", "independent")
@@ -128,20 +128,19 @@ class Scoring:
 
     def gradient(self, net: Supernet, weights: torch.Tensor) -> torch.Tensor:
         """``dL/dW`` at ``weights``: one forward and one backward pass per batch."""
-        # ``net`` is a working copy, so train-mode passes may move its running statistics:
-        # train mode never reads them and eval mode does not update them.
         weights = weights.detach().clone().requires_grad_(True)
         was_training = net.training
         net.train(self.bn_mode == "train")
         total, count = torch.zeros_like(weights), 0
-        for index, (x, y) in enumerate(self.batches.epoch(0)):
-            if self.num_batches is not None and index >= self.num_batches:
-                break
-            loss = F.cross_entropy(net(x, weights), y, reduction="sum")
-            total += torch.autograd.grad(loss, [weights])[0]
-            count += len(y)
-            self.cost.forward_passes += 1
-            self.cost.backward_passes += 1
+        with batch_statistics_only(net, self.bn_mode == "train"):
+            for index, (x, y) in enumerate(self.batches.epoch(0)):
+                if self.num_batches is not None and index >= self.num_batches:
+                    break
+                loss = F.cross_entropy(net(x, weights), y, reduction="sum")
+                total += torch.autograd.grad(loss, [weights])[0]
+                count += len(y)
+                self.cost.forward_passes += 1
+                self.cost.backward_passes += 1
         net.train(was_training)
         return total / count
 

@@ -205,14 +205,21 @@ class FusedSearchCell(SearchCell):
 
     def _pool_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A ones kernel for the depthwise sum and 1 / (in-image positions) per pixel."""
+        if torch.compiler.is_compiling():
+            # Made in the graph (the compiler folds them into constants); the cache's
+            # inference-mode check would break the graph at every pool.
+            return self._make_pool_parts(x)
         # Tensors made in inference mode cannot be saved for a later backward: keyed apart.
         key = (x.shape[-2], x.shape[-1], x.device, x.dtype, torch.is_inference_mode_enabled())
         if key not in self._pool_cache:
-            ones = torch.ones(self.channels, 1, 3, 3, device=x.device, dtype=x.dtype)
-            inside = torch.ones(1, 1, *x.shape[-2:], device=x.device, dtype=x.dtype)
-            counts = F.conv2d(inside, ones[:1], padding=1)
-            self._pool_cache[key] = (ones, counts.reciprocal())
+            self._pool_cache[key] = self._make_pool_parts(x)
         return self._pool_cache[key]
+
+    def _make_pool_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ones = torch.ones(self.channels, 1, 3, 3, device=x.device, dtype=x.dtype)
+        inside = torch.ones(1, 1, *x.shape[-2:], device=x.device, dtype=x.dtype)
+        counts = F.conv2d(inside, ones[:1], padding=1)
+        return ones, counts.reciprocal()
 
     def _average_pool(self, x: torch.Tensor) -> torch.Tensor:
         ones, inverse_counts = self._pool_parts(x)
