@@ -23,6 +23,11 @@ from harness.errors import HarnessError
 # key, and supernets default to the fused cell in channels-last format, whose float results
 # differ in the last bits from the op-by-op cell that made format-1 stores.
 STORE_FORMAT_VERSION = 2
+# Compiled supernets compute what their graph says, so a change to the graph is a change
+# of numerics for compiled runs only: 2 = the forward as one graph (revision 1 broke it at
+# every pool). In the keys of compiled runs, so their old stores are never reused;
+# uncompiled runs keep their keys.
+COMPILED_GRAPH_REVISION = 2
 
 
 @dataclass(frozen=True)
@@ -265,6 +270,7 @@ def run_key(config: ExperimentConfig, seed: int, data_fingerprint: str) -> str:
     if source := algorithm_source(config.algorithm):  # plugins only: built-in keys unchanged
         identity["algorithm_source"] = source
     identity.update(seed=seed, data_fingerprint=data_fingerprint, format=STORE_FORMAT_VERSION)
+    _mark_compiled_graph(identity)
     return hash_settings(identity)
 
 
@@ -273,7 +279,13 @@ def config_key(config_dict: dict[str, Any], data_fingerprint: str) -> str:
     identity = dict(config_dict)
     identity.pop("preset", None)
     identity.update(data_fingerprint=data_fingerprint, format=STORE_FORMAT_VERSION)
+    _mark_compiled_graph(identity)
     return hash_settings(identity)
+
+
+def _mark_compiled_graph(identity: dict[str, Any]) -> None:
+    if identity.get("compute", {}).get("compile"):
+        identity["compiled_graph"] = COMPILED_GRAPH_REVISION
 
 
 def check_device(device: str) -> None:

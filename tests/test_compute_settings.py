@@ -118,3 +118,16 @@ def test_compiling_on_the_cpu_without_a_cxx_compiler_is_refused_before_any_work(
     assert not results.exists()
     if shutil.which("g++"):
         build_config("smoke", {"compute": {"compile": True}})  # the compiler this machine has
+
+
+def test_a_new_compiled_graph_changes_compiled_keys_only(monkeypatch):
+    import harness.config as config_module
+
+    compiled = build_config("smoke", {"compute": {"compile": True}})
+    eager = build_config("smoke")
+    before = {c.compute.compile: run_key(c, 0, "data") for c in (compiled, eager)}
+    groups_before = config_module.config_key(compiled.to_dict(), "data")
+    monkeypatch.setattr(config_module, "COMPILED_GRAPH_REVISION", 1)
+    assert run_key(compiled, 0, "data") != before[True]
+    assert config_module.config_key(compiled.to_dict(), "data") != groups_before
+    assert run_key(eager, 0, "data") == before[False]
