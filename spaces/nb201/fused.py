@@ -195,6 +195,13 @@ class _CandidateMixing(_SharedMixing):
         return grouped_batch_norm(out, groups, weight, bias, running, batch_stats, first.eps)
 
 
+def _compiling() -> bool:
+    check = getattr(torch.compiler, "is_compiling", None)
+    if check is None:  # torch 2.2 has only the Dynamo spelling
+        from torch._dynamo import is_compiling as check
+    return check()
+
+
 class FusedSearchCell(SearchCell):
     """:class:`SearchCell` with its work grouped by source node (see the module docstring)."""
 
@@ -205,7 +212,7 @@ class FusedSearchCell(SearchCell):
 
     def _pool_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A ones kernel for the depthwise sum and 1 / (in-image positions) per pixel."""
-        if torch.compiler.is_compiling():
+        if _compiling():
             # Made in the graph (the compiler folds them into constants); the cache's
             # inference-mode check would break the graph at every pool.
             return self._make_pool_parts(x)
