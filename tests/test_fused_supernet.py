@@ -60,6 +60,19 @@ def _assert_same_state(reference, fused):
         torch.testing.assert_close(fused_state[name], value, **TOL, msg=name)
 
 
+def _assert_same_pass(expected_net, net, x, y, weights_fn):
+    """Same loss, the same gradient for every parameter and the same BatchNorm state."""
+    expected_loss, expected_grads = _loss_and_grads(expected_net, x, y, weights_fn)
+    loss, grads = _loss_and_grads(net, x, y, weights_fn)
+    torch.testing.assert_close(loss, expected_loss, **TOL)
+    for name, grad in expected_grads.items():
+        # Ops the reference skipped (zero weight) get no gradient in either.
+        assert (grads[name] is None) == (grad is None), name
+        if grad is not None:
+            torch.testing.assert_close(grads[name], grad, **TOL, msg=name)
+    _assert_same_state(expected_net, net)
+
+
 def _one_hot_row(net):
     weights = net.mixing_weights()
     row = torch.zeros_like(weights[2])
@@ -90,15 +103,7 @@ def test_fused_cell_matches_reference_logits_gradients_and_state(cell_bn, weight
     for train_mode in (True, False):
         reference.train(train_mode)
         fused.train(train_mode)
-        ref_loss, ref_grads = _loss_and_grads(reference, x, y, WEIGHTS[weights])
-        fused_loss, fused_grads = _loss_and_grads(fused, x, y, WEIGHTS[weights])
-        torch.testing.assert_close(fused_loss, ref_loss, **TOL)
-        for name, grad in ref_grads.items():
-            # Ops the reference skipped (zero weight) get no gradient in either.
-            assert (fused_grads[name] is None) == (grad is None), name
-            if grad is not None:
-                torch.testing.assert_close(fused_grads[name], grad, **TOL, msg=name)
-        _assert_same_state(reference, fused)
+        _assert_same_pass(reference, fused, x, y, WEIGHTS[weights])
 
 
 def test_fused_cell_matches_reference_with_inactive_ops_and_deeper_stages():
@@ -243,18 +248,11 @@ def test_the_fused_forward_traces_as_one_graph(weights, train_mode):
 
 @pytest.mark.slow
 def test_compiled_supernet_matches_eager_logits_gradients_and_state():
-    """``compute.compile``: the compiled forward against the eager fused cell (about a
-    minute of compiling on 2 cores, hence slow)."""
+    """``compute.compile``: the compiled forward against the eager fused cell (about three
+    minutes of compiling on 2 cores, hence slow)."""
     _, eager = _pair(BN_SETTINGS[0], channels_last=True)
     compiled = copy.deepcopy(eager)
     compiled.compile_cells = True
     x, y = torch.randn(6, 3, 8, 8), torch.randint(0, 10, (6,))
     for weights in ("softmax", "detached"):
-        eager_loss, eager_grads = _loss_and_grads(eager, x, y, WEIGHTS[weights])
-        loss, grads = _loss_and_grads(compiled, x, y, WEIGHTS[weights])
-        torch.testing.assert_close(loss, eager_loss, **TOL)
-        for name, grad in eager_grads.items():
-            assert (grads[name] is None) == (grad is None), name
-            if grad is not None:
-                torch.testing.assert_close(grads[name], grad, **TOL, msg=name)
-        _assert_same_state(eager, compiled)
+        _assert_same_pass(eager, compiled, x, y, WEIGHTS[weights])
