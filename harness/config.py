@@ -39,6 +39,12 @@ class SpaceSettings:
     # running statistics, xautodl does not.
     cell_bn_affine: bool = False
     cell_bn_track_stats: bool = True
+    # Whether a cell convolution before an affine-free BatchNorm carries a bias. The
+    # reference codes differ: xautodl's NB201 search cells do (``bias=not affine``),
+    # DARTS-PT's and Lambda-DARTS's NB201 code and DARTS's CNN code do not. None: as the
+    # space's own reference builds it (NB201: with, the DARTS space: without); a value equal
+    # to that is stored as None, so stores made before this setting keep their keys.
+    cell_conv_bias: bool | None = None
     # Narrowing a space's candidate ops (see spaces.nb201.space.nb201_space): one set for
     # every edge ("skip_connect,nor_conv_3x3"), or one per edge separated by ";".
     ops: str | None = None
@@ -196,7 +202,7 @@ class ComputeSettings:
 
 # Fields added after store format 2, with the default that reproduces the earlier behaviour.
 LATER_FIELDS: dict[str, dict[str, Any]] = {
-    "space": {"ops": None, "edge_ops": None},
+    "space": {"ops": None, "edge_ops": None, "cell_conv_bias": None},
     "train": {"nesterov": False, "clip_scope": "weights"},
     "data": {"split_file": None},
 }

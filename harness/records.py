@@ -135,6 +135,10 @@ _RECORD_COLUMNS = (
     "accuracy",
     "param_free_ops",
     "skip_ops",
+    # True when the selected cell's input never reaches its output (NAS-Bench-201 scores such
+    # a cell at chance); False in spaces whose cells always connect. Tables written before
+    # this column existed lack it: harness.report.load fills it as unknown.
+    "disconnected",
     *_COSTS,
     # Retrained cells (spaces without a tabular benchmark): the evaluation network's size
     # and how many retrain seeds the accuracy averages.
@@ -246,6 +250,10 @@ def _kept_ops(arch: str, space: SearchSpace) -> list[str]:
     return ops if space.topology == "every-edge" else [op for op in ops if op != "none"]
 
 
+def _disconnected(arch: str, space: SearchSpace) -> bool:
+    return not space.output_reachable(space.decode(arch))
+
+
 def _retrain_rows(
     row: dict[str, Any], space: SearchSpace, retrained: dict, dataset: str
 ) -> list[dict[str, Any]]:
@@ -257,7 +265,7 @@ def _retrain_rows(
     shared = {
         **row, "benchmark_index": -1, "dataset": dataset, "metric": "test",
         "param_free_ops": sum(op in space.parameter_free_ops for op in ops),
-        "skip_ops": ops.count("skip_connect"),
+        "skip_ops": ops.count("skip_connect"), "disconnected": _disconnected(row["arch"], space),
     }  # fmt: skip
     by_fidelity: dict[str, list[dict[str, Any]]] = {}
     for result in retrained.get((canonical_genotype(row["arch"]), dataset), []):
@@ -287,6 +295,7 @@ def _accuracy_rows(
         "benchmark_index": truth.index_of(row["arch"]) if known else -1,
         "param_free_ops": sum(op in space.parameter_free_ops for op in ops),
         "skip_ops": ops.count("skip_connect"),
+        "disconnected": _disconnected(row["arch"], space),
     }
     rows = []
     for column in truth.columns:

@@ -47,6 +47,11 @@ class SearchSpace:
     # The compute.* values the space's supernet can honour (field -> allowed values, the
     # first the one a default falls back to); a field left out takes any value.
     compute_support: dict[str, tuple[Any, ...]] = {}
+    # Whether the space's reference search cells put a bias on a convolution before an
+    # affine-free BatchNorm (``space.cell_conv_bias`` left unset), and whether the setting
+    # can change it here.
+    reference_conv_bias: bool = False
+    conv_bias_settable: bool = False
 
     def __init__(self, candidates: Sequence[Sequence[int]] | None = None) -> None:
         every = tuple(range(len(self.op_names)))
@@ -160,6 +165,17 @@ class SearchSpace:
                     f"{', '.join(self.candidate_names(e))}"
                 )
         return choices
+
+    def output_reachable(self, choices: Sequence[int]) -> bool:
+        """Whether the cell's input reaches its output through ops other than ``none``.
+
+        This default says True: it is right for spaces whose topology rule always connects
+        input and output (the DARTS space keeps two inputs other than ``none`` per node and
+        concatenates every node). A space whose cells can route only through ``none``
+        overrides it: such a cell outputs nothing of its input (NAS-Bench-201 scores it at
+        chance, 10 % on CIFAR-10), and the report counts those selections apart.
+        """
+        return True
 
     def cells(self) -> Iterator[Choices]:
         """Every cell of the space, the last edge changing fastest."""

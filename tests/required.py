@@ -19,9 +19,9 @@ def missing(reason: str) -> None:
     pytest.skip(reason, allow_module_level=True)
 
 
-def module(name: str) -> ModuleType:
+def module(name: str, install: str = "pip install -e '.[test]'") -> ModuleType:
     try:
         return importlib.import_module(name)
     except ImportError:
-        missing(f"{name} is not installed (pip install -e '.[test]')")
+        missing(f"{name} is not installed ({install}, the README's set-up line)")
         raise  # unreachable: missing() raises

@@ -17,9 +17,11 @@ from harness.report import build_report, format_table_for_terminal
 from harness.report.correlations import matrix_correlation, row_correlations
 from harness.report.load import load_results, select_results
 from harness.report.markup import latex_escape
+from harness.report.statistics import bootstrap_ci, holm_bonferroni
 from harness.report.tables import paired_test, sign_flip_p_value
 from spaces.nb201.codec import encode
 from spaces.nb201.ops import OP_NAMES, PARAMETER_FREE_OPS
+from spaces.nb201.space import NB201Space
 
 ALGORITHMS = {"darts": "d0d0d0d0d0d0d0d0", "lambda-darts": "1a1a1a1a1a1a1a1a"}
 SEEDS = (0, 1, 2)
@@ -93,6 +95,7 @@ def make_tables(
                         "edge_order": json.dumps(list(range(6))),
                     })  # fmt: skip
                     free = sum(OP_NAMES[c] in PARAMETER_FREE_OPS for c in cell)
+                    disconnected = not NB201Space().output_reachable(cell)
                     for dataset in DATASETS:
                         for metric in ("test", "valid"):
                             for fidelity in ("200ep", "12ep"):
@@ -103,6 +106,7 @@ def make_tables(
                                     **ident, **cost, "benchmark_index": 7, "dataset": dataset,
                                     "metric": metric, "fidelity": fidelity, "accuracy": acc,
                                     "param_free_ops": free, "skip_ops": cell.count(1),
+                                    "disconnected": disconnected,
                                 })  # fmt: skip
     frame = pd.DataFrame(records)
     # A missing ground-truth value must be ignored, not poison the mean.
@@ -160,6 +164,10 @@ def _parse_paper_table(text: str) -> dict[tuple[str, str], dict[str, str]]:
     return cells
 
 
+# "mean ± std [low, high]", as the paper table prints an accuracy over seeds.
+CELL = re.compile(r"^(?P<mean>[\d.]+) ± (?P<std>[\d.]+) \[(?P<low>[\d.]+), (?P<high>[\d.]+)\]$")
+
+
 def test_paper_table_numbers_equal_recomputed_mean_std(built) -> None:
     summary, records = built
     table = _parse_paper_table(summary.paper_table_markdown)
@@ -172,11 +180,15 @@ def test_paper_table_numbers_equal_recomputed_mean_std(built) -> None:
     checked = 0
     for (algorithm, method, dataset), acc in final.groupby(["algorithm", "method", "dataset"]):
         label = "oracle (upper bound)" if method == "oracle" else method
-        cell = table[(algorithm, label)][titles[dataset]]
-        mean, _, std = cell.partition(" ± ")
-        assert float(mean) == pytest.approx(acc["accuracy"].mean(), abs=0.006)
-        if acc["accuracy"].std() > 0 or std:
-            assert float(std) == pytest.approx(acc["accuracy"].std(ddof=1), abs=0.006)
+        cell = CELL.match(table[(algorithm, label)][titles[dataset]])
+        assert float(cell["mean"]) == pytest.approx(acc["accuracy"].mean(), abs=0.006)
+        assert float(cell["std"]) == pytest.approx(acc["accuracy"].std(ddof=1), abs=0.006)
+        # The interval is the percentile bootstrap of the mean, inside [0, 100], printed to
+        # one decimal rounded outward (float noise below 1e-6 aside).
+        low, high = bootstrap_ci(acc["accuracy"], bounds=(0.0, 100.0))
+        assert low - 0.1 < float(cell["low"]) <= low + 1e-6
+        assert high - 1e-6 <= float(cell["high"]) < high + 0.1
+        assert 0.0 <= float(cell["low"]) <= float(cell["mean"]) <= float(cell["high"]) <= 100.0
         checked += 1
     assert checked == 2 * 4 * 3
     # These runs (6 epochs) are no published protocol: no number beside them (rows that
@@ -189,6 +201,28 @@ def test_paper_table_numbers_equal_recomputed_mean_std(built) -> None:
     # ostr beats magnitude on all 3 seeds: the exact two-sided p is 2/8.
     assert table[("darts", "ostr[taylor]")]["p vs magnitude"] == "0.250"
     assert table[("darts", "ostr[taylor]")]["test"] == "sign-flip exact, n=3"
+    # random beats it on every seed too: Holm over the two p-values of 0.25 doubles both.
+    assert table[("darts", "random")]["p vs magnitude"] == "0.250"
+    assert holm_bonferroni([0.25, 0.25]) == [0.5, 0.5]
+    assert table[("darts", "ostr[taylor]")]["p Holm"] == "0.500"
+    assert table[("darts", "oracle (upper bound)")]["p Holm"] == "—"
+    # ostr is 21.40 points above magnitude on every seed: the interval is that point and
+    # d_z, with no spread of the differences, is undefined.
+    assert table[("darts", "ostr[taylor]")]["diff vs magnitude (C10)"] == "+21.40 [21.4, 21.4]"
+    assert table[("darts", "ostr[taylor]")]["d_z"] == "n/a"
+    # Magnitude's final cell (epoch 6) has 3 + seed % 2 skips: only seed 1 collapses.
+    c10 = final[(final["algorithm"] == "darts") & (final["dataset"] == "cifar10")]
+    for method in ("magnitude", "ostr[taylor]", "random"):
+        row = table[("darts", method)]
+        assert row["collapsed seeds"] == "1/3"
+        on_seed_1 = c10.loc[(c10["method"] == method) & (c10["seed"] == 1), "accuracy"]
+        assert row["C10 on collapsed seeds"] == f"{on_seed_1.item():.2f}"  # one seed: no CI
+    # Disconnected final cells, counted from the records' flag.
+    for method in ("magnitude", "ostr[taylor]", "random"):
+        rows = records[(records["algorithm"] == "darts") & (records["method"] == method)
+                       & (records["epoch"] == 6)].drop_duplicates("seed")  # fmt: skip
+        expected = f"{int(rows['disconnected'].sum())}/3"
+        assert table[("darts", method)]["disconnected cells"] == expected
 
 
 def test_latex_is_booktabs_and_escaped(built) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -20,6 +21,7 @@ from harness.cli import main
 from harness.errors import HarnessError
 from harness.locations import resolve_data_location
 from harness.pipeline import Execution
+from harness.presets import build_config
 from harness.report import build_report
 from harness.report import genotypes as genotype_report
 from harness.retrain_jobs import RetrainJob, plan_jobs, run_jobs
@@ -206,18 +208,41 @@ def test_selections_in_the_darts_space_are_retrained_into_records_and_report(
     assert "Retrained cells" in summary.index_html.read_text()
 
 
-def test_published_numbers_show_only_beside_the_matching_protocol(monkeypatch):
+def _run(run_key: str, preset: str, space: str, algorithm: str = "darts", **overrides):
+    config = build_config(preset, {"space": {"name": space}, **overrides}, algorithm=algorithm)
+    return {"run_key": run_key, "settings": json.dumps({"config": config.to_dict()})}
+
+
+def test_published_numbers_show_only_beside_the_matching_protocol():
     row = {"space": "darts-s2", "algorithm": "darts", "preset": "darts-paper", "seed": 0,
            "method": "darts-pt", "dataset": "cifar10", "arch": V2, "param_free_ops": 2,
            "skip_ops": 1, "epoch": 50, "final_epoch": 50, "params": 3.3e6, "madds": 5e8,
-           "retrain_seeds": 1, "accuracy": 97.0}  # fmt: skip
-    monkeypatch.setitem(genotype_report.PUBLISHED_S1_S4, ("darts-s2", "cifar10", "darts-pt"),
-                        (2.5, "test entry"))  # fmt: skip
-    paper = genotype_report.genotype_table(pd.DataFrame([{**row, "fidelity": "retrain-paper"}]))
-    assert paper["published error"].iloc[0] == "2.50 (test entry)"
-    proxy = genotype_report.genotype_table(pd.DataFrame([{**row, "fidelity": "retrain-proxy"}]))
-    assert proxy["published error"].iloc[0] == "—"
-    assert genotype_report.PUBLISHED_S1_S4 != {} and "retrain-proxy" in proxy.columns
+           "retrain_seeds": 1, "accuracy": 97.0, "fidelity": "retrain-paper"}  # fmt: skip
+    runs = pd.DataFrame([
+        _run("paper", "darts-paper", "darts-s2"),
+        _run("short", "darts-paper", "darts-s2", train={"epochs": 1}),
+        _run("fixed", "darts-paper", "darts-s4", algorithm="darts-fixed-alpha"),
+        _run("proxy", "darts-proxy", "darts-s2"),
+    ])  # fmt: skip
+
+    def shown(**changes) -> str:
+        table = genotype_report.genotype_table(
+            pd.DataFrame([{**row, "run_key": "paper", **changes}]), runs
+        )
+        return table["published error"].iloc[0]
+
+    # DARTS-PT, Table 3: S2 CIFAR-10 +PT 2.79; S4 CIFAR-10 +PT fix-alpha 2.58
+    assert shown().startswith("2.79 (DARTS-PT paper")
+    assert shown(method="magnitude").startswith("4.85 (")
+    assert shown(run_key="fixed", space="darts-s4", algorithm="darts-fixed-alpha",
+                 method="darts-pt[fix-alpha]").startswith("2.58 (")  # fmt: skip
+    assert shown(fidelity="retrain-proxy") == "—"  # not the paper's evaluation
+    assert shown(run_key="short") == "—"  # labelled darts-paper, but 1 epoch
+    assert shown(run_key="proxy", preset="darts-proxy") == "—"
+    assert shown(method="ostr") == "—"  # the table has no OStr
+    assert shown(method="darts-pt[fix-alpha]") == "—"  # fix-alpha needs its own supernet
+    assert shown(space="darts") == "—"  # S1-S4 only
+    assert len(genotype_report.PUBLISHED_S1_S4) == 36
 
 
 def test_paper_protocol_on_a_cpu_warns_before_any_work(tmp_path):

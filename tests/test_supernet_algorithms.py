@@ -153,7 +153,7 @@ def test_lambda_records_ramp_and_cosine(tmp_path, tiny_arrays):
     assert settings["algorithm"]["arch_optimizer"]["lr"] == 1e-4
     assert settings["algorithm"]["options"] == {
         "lambda_": 0.25, "epsilon0": 1e-4, "arch_lr": 1e-4,
-        "step_order": "weight-then-alpha", "clip_alphas": True,
+        "step_order": "weight-then-alpha", "clip_alphas": True, "numerics_revision": 2,
     }  # fmt: skip
     assert settings["algorithm"]["step_order"] == "weight-then-alpha"
     # Every option, defaults included, is in the config and hence in the run key.

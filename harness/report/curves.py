@@ -1,9 +1,15 @@
 """Figures: degeneration curves, the collapse signature, rank correlation and alphas vs epoch.
 
-Every figure has one row of panels per supernet algorithm; lines are the mean over
-seeds with a ±1 std band (sample std, drawn only where there are two or more seeds);
-the degeneration curves also draw every seed as a thin line. Each is saved as PNG (for
-the HTML page) and PDF (for papers).
+Every figure has one row of panels per supernet algorithm; lines are the mean over seeds.
+The band around a mean is the 95 % percentile-bootstrap confidence interval of that mean
+over seeds (10,000 resamples, fixed seed: :mod:`harness.report.statistics`), clipped to
+the quantity's range — [0, 100] for accuracies, [0, 6] for op counts of the 6-edge cell,
+[0, 1] for softmax weights — and drawn only where there are two or more seeds. The one
+exception is the rank-correlation figure, whose per-epoch summary arrives as mean and std
+(:mod:`harness.report.correlations`): its band is ±1 sample std, clipped to [-1, 1]. The
+degeneration curves also draw every seed as a thin line, since with few seeds a band hides
+too much. The legend says which band a figure draws. Each figure is saved as PNG (for the
+HTML page) and PDF (for papers).
 """
 
 from __future__ import annotations
@@ -21,9 +27,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from harness.report.correlations import ALPHAS_LABEL  # noqa: E402
+from harness.report.statistics import ACCURACY_RANGE, Bounds, mean_ci_by  # noqa: E402
 from harness.report.tables import (  # noqa: E402
     TABLE_FIDELITY,
     TABLE_METRIC,
@@ -43,6 +52,16 @@ STYLE = {
     "axes.grid": True, "grid.alpha": 0.3, "pdf.fonttype": 42,
 }  # fmt: skip
 ORACLE_STYLE = {"color": "0.25", "linestyle": "--", "linewidth": 1.4}
+BAND_ALPHA = 0.18
+SEED_LINE = {"alpha": 0.35, "linewidth": 0.8}
+# Only NAS-Bench-201 cells reach these figures (retrained spaces get their own section).
+CELL_EDGES = 6
+OP_COUNT_RANGE = (0.0, float(CELL_EDGES))
+WEIGHT_RANGE = (0.0, 1.0)
+CORRELATION_RANGE = (-1.0, 1.0)
+CI_BAND_LABEL = "band: 95 % bootstrap CI of the mean"
+STD_BAND_LABEL = "band: ±1 std over seeds"
+SEED_LINE_LABEL = "thin lines: one seed each"
 
 
 def method_colors(methods: Iterable[str]) -> dict[str, tuple[float, ...]]:
@@ -54,13 +73,19 @@ def method_colors(methods: Iterable[str]) -> dict[str, tuple[float, ...]]:
     return colors
 
 
-def mean_std_by_epoch(frame: pd.DataFrame, value: str) -> pd.DataFrame:
-    """Per method x epoch: mean, sample std and number of seeds of ``value``."""
-    return (
-        frame.dropna(subset=[value])
-        .groupby(["method", "epoch"], as_index=False)[value]
-        .agg(mean="mean", std="std", n="count")
-    )
+def mean_ci_by_epoch(frame: pd.DataFrame, value: str, bounds: Bounds) -> pd.DataFrame:
+    """Per method x epoch: mean, 95 % bootstrap interval (``low``, ``high``, within
+    ``bounds``) and number of seeds of ``value``."""
+    return mean_ci_by(frame, ["method", "epoch"], value, bounds)
+
+
+def mean_std_band(stats: pd.DataFrame, bounds: Bounds) -> pd.DataFrame:
+    """``stats`` (mean, std, n) with ``low``/``high`` = mean ± std, clipped to ``bounds``."""
+    out = stats.copy()
+    out["low"], out["high"] = out["mean"] - out["std"], out["mean"] + out["std"]
+    if bounds is not None:
+        out[["low", "high"]] = out[["low", "high"]].clip(*bounds)
+    return out
 
 
 def _draw_lines(ax: Axes, stats: pd.DataFrame, colors: dict[str, tuple[float, ...]]) -> None:
@@ -74,12 +99,15 @@ def _draw_lines(ax: Axes, stats: pd.DataFrame, colors: dict[str, tuple[float, ..
             line["epoch"], line["mean"], marker="o", markersize=4, label=method,
             color=colors[method], linestyle="-." if dashed else "-",
         )  # fmt: skip
-        band = line[line["n"] > 1]
-        if not band.empty:
-            ax.fill_between(
-                band["epoch"], band["mean"] - band["std"], band["mean"] + band["std"],
-                color=colors[method], alpha=0.18, linewidth=0,
-            )  # fmt: skip
+        _draw_band(ax, line, colors[method])
+
+
+def _draw_band(ax: Axes, line: pd.DataFrame, color: tuple[float, ...]) -> None:
+    """The ``low``..``high`` band where two or more seeds define it."""
+    band = line[(line["n"] > 1) & line["low"].notna()]
+    if not band.empty:
+        ax.fill_between(band["epoch"], band["low"], band["high"], color=color,
+                        alpha=BAND_ALPHA, linewidth=0)  # fmt: skip
 
 
 def _draw_seed_lines(
@@ -88,7 +116,7 @@ def _draw_seed_lines(
     """One thin unlabelled line per method and seed: with few seeds a band hides too much."""
     for (method, _seed), line in frame.dropna(subset=[value]).groupby(["method", "seed"]):
         line = line.sort_values("epoch")
-        ax.plot(line["epoch"], line[value], color=colors[method], alpha=0.35, linewidth=0.8)
+        ax.plot(line["epoch"], line[value], color=colors[method], **SEED_LINE)
 
 
 def _grid(rows: list[str], columns: list[str]) -> tuple[Figure, list[list[Axes]]]:
@@ -99,7 +127,10 @@ def _grid(rows: list[str], columns: list[str]) -> tuple[Figure, list[list[Axes]]
     return fig, [list(r) for r in axes]
 
 
-def _finish(fig: Figure, axes: list[list[Axes]], xlabel: str, ylabel: str) -> None:
+def _finish(
+    fig: Figure, axes: list[list[Axes]], xlabel: str, ylabel: str, notes: tuple[str, ...] = ()
+) -> None:
+    """Axis labels and one legend for the figure; ``notes`` explain bands and seed lines."""
     for ax in axes[-1]:
         ax.set_xlabel(xlabel)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # checkpoints are whole epochs
@@ -109,6 +140,12 @@ def _finish(fig: Figure, axes: list[list[Axes]], xlabel: str, ylabel: str) -> No
     for ax in (a for row in axes for a in row):
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(label, handle)
+    # Grey stand-ins: the notes hold for every method's colour.
+    for note in notes:
+        handles[note] = (
+            Line2D([], [], color="0.4", **SEED_LINE) if note == SEED_LINE_LABEL
+            else Patch(color="0.4", alpha=BAND_ALPHA, linewidth=0)
+        )  # fmt: skip
     if handles:
         fig.legend(list(handles.values()), list(handles), loc="outside right upper")
 
@@ -159,11 +196,12 @@ def write_degeneration_figure(
                 panel = rows[(rows["algorithm"] == algorithm) & (rows["dataset"] == dataset)]
                 methods = panel[~panel["upper_bound"].astype(bool)]
                 _draw_seed_lines(ax, methods, "accuracy", colors)
-                _draw_lines(ax, mean_std_by_epoch(methods, "accuracy"), colors)
+                _draw_lines(ax, mean_ci_by_epoch(methods, "accuracy", ACCURACY_RANGE), colors)
                 oracle = panel[panel["upper_bound"].astype(bool)]
                 _oracle_line(ax, oracle["accuracy"], "oracle (upper bound)")
                 ax.set_title(_title(algorithm, dataset_title(dataset), len(algorithms) > 1))
-        _finish(fig, axes, "supernet epoch", "test accuracy of selected cell (%)")
+        _finish(fig, axes, "supernet epoch", "test accuracy of selected cell (%)",
+                (SEED_LINE_LABEL, CI_BAND_LABEL))  # fmt: skip
         return fig
 
     return _render(draw, figures_dir, "degeneration")
@@ -185,12 +223,13 @@ def write_collapse_figure(
             methods = mine[~mine["upper_bound"].astype(bool)]
             for j, (column, title) in enumerate(panels.items()):
                 ax = axes[i][j]
-                _draw_lines(ax, mean_std_by_epoch(methods, column), colors)
+                _draw_lines(ax, mean_ci_by_epoch(methods, column, OP_COUNT_RANGE), colors)
                 oracle = mine.loc[mine["upper_bound"].astype(bool), column].astype(float)
                 _oracle_line(ax, oracle, "oracle (upper bound)")
                 ax.set_ylim(-0.3, 6.3)
                 ax.set_title(_title(algorithm, title, len(algorithms) > 1))
-        _finish(fig, axes, "supernet epoch", "ops in selected cell (of 6 edges)")
+        _finish(fig, axes, "supernet epoch", f"ops in selected cell (of {CELL_EDGES} edges)",
+                (CI_BAND_LABEL,))  # fmt: skip
         return fig
 
     return _render(draw, figures_dir, "collapse")
@@ -211,18 +250,20 @@ def write_correlation_figure(
                 ax = axes[i][j]
                 stats = mine[["method", "epoch", f"{column}_mean", f"{column}_std", "seeds"]]
                 stats.columns = ["method", "epoch", "mean", "std", "n"]
-                _draw_lines(ax, stats, colors)
+                _draw_lines(ax, mean_std_band(stats, CORRELATION_RANGE), colors)
                 ax.axhline(0.0, color="0.5", linewidth=0.8)
                 ax.set_ylim(-1.05, 1.05)
                 ax.set_title(_title(algorithm, title, len(algorithms) > 1))
-        _finish(fig, axes, "supernet epoch", "rank correlation (mean over edges)")
+        _finish(fig, axes, "supernet epoch", "rank correlation (mean over edges)",
+                (STD_BAND_LABEL,))  # fmt: skip
         return fig
 
     return _render(draw, figures_dir, "rank_correlation")
 
 
 def write_alpha_figure(mixing: pd.DataFrame, figures_dir: Path) -> list[Path]:
-    """Softmax weight of every op on every edge vs supernet epoch (mean over seeds, ±1 std).
+    """Softmax weight of every op on every edge vs supernet epoch (mean over seeds, 95 %
+    bootstrap interval of the mean within [0, 1]).
 
     ``mixing`` is the ``mixing_weights`` table: what each run's ``metrics.csv`` recorded.
     """
@@ -243,21 +284,14 @@ def write_alpha_figure(mixing: pd.DataFrame, figures_dir: Path) -> list[Path]:
             mine = mixing[mixing["algorithm"] == algorithm]
             for j, edge in enumerate(edges):
                 ax = axes[i * rows_each + j // per_row][j % per_row]
-                stats = (
-                    mine[mine["edge"] == edge]
-                    .groupby(["op", "epoch"], as_index=False)["weight"]
-                    .agg(mean="mean", std="std", n="count")
-                )
+                weights = mine[mine["edge"] == edge].astype({"weight": float})
+                stats = mean_ci_by(weights, ["op", "epoch"], "weight", WEIGHT_RANGE)
                 for op in [o for o in ops if o in set(stats["op"])]:
                     line = stats[stats["op"] == op].sort_values("epoch")
                     ax.plot(line["epoch"], line["mean"], label=op, color=op_colors[op])
-                    band = line[line["n"] > 1]
-                    ax.fill_between(
-                        band["epoch"], band["mean"] - band["std"], band["mean"] + band["std"],
-                        color=op_colors[op], alpha=0.18, linewidth=0,
-                    )  # fmt: skip
+                    _draw_band(ax, line, op_colors[op])
                 ax.set_title(_title(algorithm, f"edge {edge}", len(algorithms) > 1))
-        _finish(fig, axes, "supernet epoch", "softmax(alpha)")
+        _finish(fig, axes, "supernet epoch", "softmax(alpha)", (CI_BAND_LABEL,))
         return fig
 
     return _render(draw, figures_dir, "alphas")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,11 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     RUNS_FILE: ("config_key", "preset", "algorithm", "run_key", "seed", "epochs", "train_seconds",
                 "settings"),
 }  # fmt: skip
+# Columns added after tables were first written, with the value an older table gets: NaN
+# means "not recorded", which the report prints as n/a rather than guessing.
+OPTIONAL_COLUMNS: dict[str, dict[str, object]] = {
+    RECORDS_FILE: {"disconnected": math.nan},  # harness.records: input never reaches output
+}
 
 
 @dataclass
@@ -67,6 +73,9 @@ def load_results(results_dir: Path) -> ResultTables:
         if not path.is_file():
             raise HarnessError(f"no results in {results_dir}: run `harness run` first")
         frames[name] = _read_table(path, columns)
+        for column, unknown in OPTIONAL_COLUMNS.get(name, {}).items():
+            if column not in frames[name].columns:
+                frames[name][column] = unknown
     mixing_path = results_dir / MIXING_FILE
     if mixing_path.is_file():
         mixing = _read_table(mixing_path, MIXING_COLUMNS)

@@ -124,10 +124,16 @@ class SelectionMethod:
         }
 
     def settings(self) -> dict[str, Any]:
-        """What the stored selection's key hashes: the name and every option; for a method
-        from outside the harness also its class and package version (an upgraded plugin
-        is not mistaken for the old one)."""
+        """What the stored selection's key hashes: the name and every option (an option in
+        the options class's ``added_later`` only when it differs from the value that
+        reproduces the earlier behaviour); for a method from outside the harness also its
+        class and package version (an upgraded plugin is not mistaken for the old one)."""
         settings = {"method": self.name, **dataclasses.asdict(self.options)}
+        # Options added after stores existed are left out while at the value that
+        # reproduces the earlier behaviour, so those stores keep their keys.
+        for name, earlier in getattr(self.options_class, "added_later", {}).items():
+            if settings.get(name) == earlier:
+                del settings[name]
         if not type(self).__module__.startswith("methods.selection."):
             from harness.plugins import class_source
 

@@ -219,13 +219,17 @@ class TaylorScorer(EdgeScorer):
     ones scored. An op whose softmax weight underflowed to exactly 0 would read as g = 0.
     """
 
-    def __init__(self, scoring: Scoring, excluded_ops: tuple[int, ...] = ()) -> None:
-        self.scoring, self.excluded_ops = scoring, excluded_ops
+    def __init__(
+        self, scoring: Scoring, excluded_ops: tuple[int, ...] = (), kept_weight: bool = False
+    ) -> None:
+        self.scoring, self.excluded_ops, self.kept_weight = scoring, excluded_ops, kept_weight
 
     def __call__(self, net: Supernet, weights: torch.Tensor, edges: list[int]) -> Rows:
         grad = self.scoring.gradient(net, weights)
-        # L(W + onehot(k) - W_e) - L(W) ~ g_e . (onehot(k) - W_e) = g[e,k] - sum_j g[e,j] W[e,j]
-        strength = -(grad - (grad * weights).sum(dim=1, keepdim=True))
+        # L(W + r_k - W_e) - L(W) ~ g_e . (r_k - W_e) = g_e . r_k - sum_j g[e,j] W[e,j], the
+        # replaced row r_k being onehot(k), or W[e,k] onehot(k) when op k keeps its weight
+        replaced = grad * weights if self.kept_weight else grad
+        strength = -(replaced - (grad * weights).sum(dim=1, keepdim=True))
         strength = strength.double().cpu().numpy()
         strength[~candidate_mask(net, self.excluded_ops)] = np.nan
         return {e: strength[e].copy() for e in edges}
@@ -316,6 +320,15 @@ def decide_edges(
 def replace_row(weights: torch.Tensor, edge: int, op: int) -> torch.Tensor:
     """Op ``op`` alone on ``edge``; every other row as it is (OStr)."""
     return fixed_weights(weights, {edge: op})
+
+
+def keep_op_weight(weights: torch.Tensor, edge: int, op: int) -> torch.Tensor:
+    """Op ``op`` alone on ``edge`` at its own weight ``W[edge, op]``, the edge's other ops
+    zeroed, no renormalisation (OStr's ``replacement=kept-weight``)."""
+    kept = weights.clone()
+    kept[edge] = 0.0
+    kept[edge, op] = weights[edge, op]
+    return kept
 
 
 def drop_edge(weights: torch.Tensor, edge: int) -> torch.Tensor:

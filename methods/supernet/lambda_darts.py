@@ -16,12 +16,28 @@ extra forward/backward passes:
 ``lambda_t`` ramps linearly from 0 (first epoch) to ``lambda_`` (last epoch). The alpha
 step stays first-order DARTS, with the reference's smaller alpha learning rate.
 
-Step order and clipping follow the reference (dr-faustus/Lambda-DARTS, NAS-Bench-201
-``DARTS-V1.py``): the regularised weight step comes first, then the alpha step; the
-gradient norm is clipped over *all* parameters, so the alphas' gradient of the training
-loss (which the reference's ``backward`` leaves on them before its alpha step discards
-it) counts towards the norm. Both are options (``step_order``, ``clip_alphas``), and
-``train.step_order`` does not apply to this algorithm.
+The update follows the reference (dr-faustus/Lambda-DARTS, NAS-Bench-201
+``exps/algos/DARTS-V1.py`` and ``TinyNetworkDartsV1`` in
+``lib/models/cell_searchs/search_model_darts_v1.py``):
+
+* the regularised weight step comes first, then the alpha step (option ``step_order``;
+  ``train.step_order`` does not apply to this algorithm);
+* the gradient norm is clipped over *all* parameters (option ``clip_alphas``). The
+  alphas' gradient that counts is the reference's: its ``backward`` of the training loss
+  adds to the gradient its previous alpha step left on the alphas (only the alpha
+  optimiser zeroes them, just before its own step), so both count towards the norm;
+* the regulariser is on whenever ``lambda_`` is nonzero (the reference's
+  ``--corr_regularization``; ``lambda_ = 0`` is plain first-order DARTS), and then the two
+  finite-difference passes run at every step, also while ``lambda_t`` is still 0: they
+  move the BatchNorm running statistics even where the term they give is multiplied by 0;
+* the first finite-difference pass is the one at ``A - eps h``, then ``A + eps h``, in
+  the reference's order (it matters for the running statistics).
+
+Each of these is checked over several steps against a transcription of the reference's
+step in ``tests/test_lambda_darts_parity.py``. Option ``numerics_revision`` names this
+revision of the update (in the run key): revision 1 overwrote the alphas' gradient with
+the training loss's before the clip, skipped the passes at ``lambda_t = 0`` and ran them
+plus side first; its stores are never reused.
 """
 
 from __future__ import annotations
@@ -37,6 +53,9 @@ from methods.supernet.base import Batch, SupernetAlgorithm, accuracy
 from spaces.base import SearchSpace, Supernet
 
 STEP_ORDERS = ("weight-then-alpha", "alpha-then-weight")
+# The update's numerics revision: bumped when the same options compute something else, so
+# that the run key changes (see the module docstring for what revision 1 did).
+NUMERICS_REVISION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +65,7 @@ class LambdaDartsOptions:
     arch_lr: float = 1e-4  # the NAS-Bench-201 reference; replaces train.arch_lr
     step_order: str = "weight-then-alpha"  # the reference's; replaces train.step_order
     clip_alphas: bool = True  # clip over weights and alphas together, as the reference
+    numerics_revision: int = NUMERICS_REVISION  # only the current one is computed
 
 
 class LambdaDarts(SupernetAlgorithm):
@@ -56,6 +76,11 @@ class LambdaDarts(SupernetAlgorithm):
     def check_settings(
         cls, options: LambdaDartsOptions, train: TrainSettings, space: SearchSpace
     ) -> None:
+        if options.numerics_revision != NUMERICS_REVISION:
+            raise HarnessError(
+                f"lambda-darts computes numerics revision {NUMERICS_REVISION} only, not "
+                f"{options.numerics_revision}; leave algorithm.numerics_revision at its default"
+            )
         if options.step_order not in STEP_ORDERS:
             raise HarnessError(
                 f"unknown step_order {options.step_order!r} for lambda-darts; "
@@ -105,14 +130,17 @@ class LambdaDarts(SupernetAlgorithm):
         cell_grads, weight_grads = grads[0], grads[1:]
         cosine, direction = cosine_and_direction(cell_grads)
         self._cosines.append(cosine)
-        if self.current_lambda != 0.0:
+        if self.options.lambda_ != 0.0:
+            # As the reference, the passes run while lambda_t is still 0 too (they move
+            # the BatchNorm running statistics); only the term is left out then.
             regulariser = finite_difference_weight_gradient(
                 self.supernet, x, y, per_cell.detach(), direction, self.options.epsilon0
             )
-            weight_grads = [
-                g if g is None else g - self.current_lambda * r
-                for g, r in zip(weight_grads, regulariser, strict=True)
-            ]
+            if self.current_lambda != 0.0:
+                weight_grads = [
+                    g if g is None else g - self.current_lambda * r
+                    for g, r in zip(weight_grads, regulariser, strict=True)
+                ]
         self.weight_optimizer.zero_grad(set_to_none=True)
         for p, g in zip(params, weight_grads, strict=True):
             p.grad = None if g is None else g.detach()
@@ -124,18 +152,32 @@ class LambdaDarts(SupernetAlgorithm):
         return loss.item(), accuracy(logits, y)
 
     def clip_over_weights_and_alphas(self, cell_grads: torch.Tensor) -> None:
-        """Scale the weight gradients by the clip factor of weights and alphas together."""
+        """Scale the weight gradients by the clip factor of weights and alphas together.
+
+        The alphas' gradient is the reference's at this point: the training loss's added
+        to the one the last alpha step left on them. It stays there, scaled, as in the
+        reference; the next alpha step replaces it with its own.
+        """
         alphas = self.supernet.alphas
         with torch.enable_grad():
             (alpha_grad,) = torch.autograd.grad(
                 self.supernet.mixing_weights(), [alphas], grad_outputs=cell_grads.sum(0)
             )
-        # The alpha step zeroes this gradient before it uses its own.
+        if alphas.grad is not None:
+            alpha_grad = alphas.grad + alpha_grad
         alphas.grad = alpha_grad
         torch.nn.utils.clip_grad_norm_(
             [*self.supernet.weight_parameters(), alphas], self.train_settings.grad_clip
         )
-        alphas.grad = None
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        if self.options.clip_alphas:
+            # The next clip counts the gradient left on the alphas: resume must see it
+            # (the base class keeps it only under train.clip_scope "all").
+            grad = self.supernet.alphas.grad
+            state["alpha_grad"] = None if grad is None else grad.detach().clone()
+        return state
 
 
 def per_cell_weights(supernet: Supernet) -> torch.Tensor:
@@ -172,10 +214,10 @@ def finite_difference_weight_gradient(
     params = supernet.weight_parameters()
     eps = epsilon0 / direction.norm().clamp_min(1e-12)
     sides = []
-    for sign in (1.0, -1.0):
+    for sign in (-1.0, 1.0):  # the reference's order: A - eps h first
         loss = F.cross_entropy(supernet(x, per_cell + sign * eps * direction), y)
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         sides.append(
             [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
         )
-    return [(plus - minus) / (2 * eps) for plus, minus in zip(*sides, strict=True)]
+    return [(plus - minus) / (2 * eps) for minus, plus in zip(*sides, strict=True)]

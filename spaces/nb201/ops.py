@@ -2,7 +2,8 @@
 
 Convolutions are ReLU -> Conv -> BatchNorm with size-preserving padding; the conv
 carries a bias only when its BatchNorm is affine-free (the official code does
-``bias=not affine``). Average pooling excludes padding from the average.
+``bias=not affine``), and in search cells only when ``BatchNormSettings.conv_bias`` says so
+(DARTS-PT's search cells have none). Average pooling excludes padding from the average.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ class BatchNormSettings:
 
     affine: bool = True
     track_running_stats: bool = True
+    # Only with affine-free BatchNorm: whether the convolution before it carries a bias
+    # (xautodl's search cells: yes; DARTS-PT's and Lambda-DARTS's: no).
+    conv_bias: bool = True
 
 
 BENCHMARK_BN = BatchNormSettings(affine=True, track_running_stats=True)
@@ -52,7 +56,9 @@ class ReLUConvBN(nn.Module):
         super().__init__()
         self.op = nn.Sequential(
             nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_out, kernel_size, stride, padding, bias=not bn.affine),
+            nn.Conv2d(
+                c_in, c_out, kernel_size, stride, padding, bias=bn.conv_bias and not bn.affine
+            ),
             nn.BatchNorm2d(c_out, affine=bn.affine, track_running_stats=bn.track_running_stats),
         )
 

@@ -59,6 +59,10 @@ class NB201Space(SearchSpace):
     parameter_free_ops = PARAMETER_FREE_OPS
     topology = "every-edge"
     benchmark = "nas-bench-201"
+    # xautodl's NB201 search cells (``bias=not affine``); DARTS-PT's have none
+    # (``space.cell_conv_bias=false``, the paper preset).
+    reference_conv_bias = True
+    conv_bias_settable = True
 
     def __init__(
         self, candidates: Sequence[Sequence[int]] | None = None, name: str = "nb201"
@@ -82,6 +86,24 @@ class NB201Space(SearchSpace):
     def decode_unchecked(self, genotype: str) -> tuple[int, ...]:
         return decode(genotype)
 
+    def output_reachable(self, choices: Sequence[int]) -> bool:
+        """Whether node 0 (the cell's input) reaches node 3 (its output) along edges whose op
+        is not ``none``. A cell that does not is *disconnected*: it passes nothing of its
+        input on, and the benchmark scores it at chance (10.00 % on CIFAR-10).
+
+        Ops are judged by name, so any candidate subset of the vocabulary gives the same
+        answer for the same cell.
+        """
+        choices = self.check_cell(choices)
+        output = max(target for _, target in self.edges)
+        reached = {0}
+        # EDGES lists edges by output node, and every input node is smaller than its output:
+        # a node's reachability is final before any of its outgoing edges is read.
+        for (source, target), op in zip(self.edges, choices, strict=True):
+            if source in reached and self.op_names[op] != "none":
+                reached.add(target)
+        return output in reached
+
     def build_supernet(self, settings: Any, num_classes: int, compute: Any = None):
         from harness.config import ComputeSettings
 
@@ -91,7 +113,11 @@ class NB201Space(SearchSpace):
             cells_per_stage=settings.cells_per_stage,
             num_classes=num_classes,
             cell_bn=BatchNormSettings(
-                affine=settings.cell_bn_affine, track_running_stats=settings.cell_bn_track_stats
+                affine=settings.cell_bn_affine,
+                track_running_stats=settings.cell_bn_track_stats,
+                conv_bias=self.reference_conv_bias
+                if settings.cell_conv_bias is None
+                else settings.cell_conv_bias,
             ),
             space=self,
             cell_impl=compute.cell,
