@@ -22,11 +22,13 @@ from typing import Any
 
 import pandas as pd
 
+from harness.api_arguments import check_arguments, checkpoint_paths, genotype_texts
 from harness.config import ExperimentConfig, SpaceSettings, parse_literal
 from harness.errors import HarnessError
 from harness.ground_truth import load_ground_truth, optional_ground_truth
 from harness.locations import resolve_data_location, resolve_results_dir, writable_folder
 from harness.presets import SELECTION_DEFAULTS, build_config, pixels_warning
+from harness.selecting import MethodsFailed, select_at_checkpoint
 from methods.selection import (
     SelectionMethod,
     adopt_class,
@@ -36,6 +38,7 @@ from methods.selection import (
 from methods.supernet import get_algorithm
 from methods.supernet.base import parse_options
 from spaces.base import SearchSpace
+from spaces.darts.genotype import Genotype
 
 __all__ = [
     "Study",
@@ -64,8 +67,7 @@ Settings = Mapping[str, Any] | Iterable[str] | None
 
 def parse_seeds(seeds: Seeds) -> list[int]:
     """'0-4' -> [0..4]; '0,2,5' -> [0, 2, 5]; '3' or 3 -> [3]; a list of ints as it is."""
-    if isinstance(seeds, bool):
-        raise HarnessError(f"cannot read seeds {seeds!r}: use a range like 0-4 or a list")
+    check_arguments("parse_seeds", {"seeds": seeds})
     if isinstance(seeds, int):
         seeds = str(seeds)
     if not isinstance(seeds, str):
@@ -115,6 +117,7 @@ def experiment_config(
     ``settings`` overrides any field: ``{"train.lr": 0.05, "algorithm.lambda_": 0.5}`` or
     the command line's ``["train.lr=0.05"]`` (values given as text are read as there).
     """
+    check_arguments("experiment_config", locals())
     overrides: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
     algorithm_options: dict[str, Any] = {}
     if space is not None:
@@ -144,6 +147,8 @@ def experiment_config(
 def _setting_items(settings: Settings) -> list[tuple[str, Any]]:
     if settings is None:
         return []
+    if isinstance(settings, str):  # one setting, not a list of its characters
+        settings = [settings]
     if isinstance(settings, Mapping):
         return [
             (str(k), parse_literal(v) if isinstance(v, str) else v) for k, v in settings.items()
@@ -179,18 +184,22 @@ class Study(Tables):
     notes: list[str] = field(default_factory=list)  # warnings the command line prints
 
 
-def selection_methods(methods: Methods, preset: str = "proxy") -> list[SelectionMethod]:
+def selection_methods(
+    methods: Methods, preset: str = "proxy", search_space: SearchSpace | None = None
+) -> list[SelectionMethod]:
     """Methods from specs (as ``--methods``), classes (configured with the preset's defaults
-    for their name) or instances, checked like ``--methods``."""
+    for their name) or instances, checked like ``--methods``; ``all`` is every method
+    ``search_space`` allows."""
+    check_arguments("selection_methods", locals())
     from harness.plugins import protocol_problem
 
     baselines = SELECTION_DEFAULTS.get(preset, {})
     if isinstance(methods, str):
-        return parse_method_list(methods, baselines)
+        return parse_method_list(methods, baselines, search_space)
     out: list[SelectionMethod] = []
     for item in methods:
         if isinstance(item, str):
-            out += parse_method_list(item, baselines)
+            out += parse_method_list(item, baselines, search_space)
         elif isinstance(item, SelectionMethod):
             out.append(item)
         elif isinstance(item, type):
@@ -248,13 +257,11 @@ def run(
     ``algorithm`` may name several (a list, or comma-separated as on the command line).
     ``notes`` receives warnings before any work starts (default: :func:`warnings.warn`).
     """
+    check_arguments("run", locals())  # its parameters, before any other name is bound
     from harness.pipeline import Execution, run_experiment
 
     # Everything a user can get wrong is checked before any work starts.
     seed_list = parse_seeds(seeds)
-    chosen = selection_methods(methods, preset)
-    execution = Execution(jobs=jobs, cluster=cluster, threads=threads).validate()
-    results_dir = writable_folder(resolve_results_dir(_text(results)), "--results", create=False)
     names = algorithm.split(",") if isinstance(algorithm, str) else list(algorithm)
     configs = [
         experiment_config(
@@ -263,7 +270,11 @@ def run(
         )
         for name in names
     ]  # fmt: skip
+    # After the space is known: "all" means every method this space allows.
+    chosen = selection_methods(methods, preset, configs[0].space.search_space())
     check_methods_fit(chosen, configs[0].space.search_space())
+    execution = Execution(jobs=jobs, cluster=cluster, threads=threads).validate()
+    results_dir = writable_folder(resolve_results_dir(_text(results)), "--results", create=False)
     if configs[0].space.search_space().benchmark is None:  # its cells are retrained instead
         truth = optional_ground_truth(_text(ground_truth))
     else:
@@ -273,12 +284,19 @@ def run(
     found = [warning] if (warning := pixels_warning(configs[0])) else []
     for text in found:
         (notes or _warn)(text)
-    summaries = {}
+    summaries, problems = {}, []
     for config in configs:
-        summaries[config.algorithm] = run_experiment(
-            config, seed_list, chosen, location, truth, results_dir, execution,
-            progress,
-        )  # fmt: skip
+        try:
+            summaries[config.algorithm] = run_experiment(
+                config, seed_list, chosen, location, truth, results_dir, execution,
+                progress,
+            )  # fmt: skip
+        except MethodsFailed as failed:  # the next algorithm still runs; one error at the end
+            summaries[config.algorithm] = failed.summary
+            problems += failed.problems
+    if problems:
+        raise MethodsFailed(problems, "the other methods' selections and the tables are "
+                            "written; re-run once it is fixed (what is stored is reused)")
     tables = load(results_dir)
     return Study(**vars(tables), summaries=summaries, notes=found)
 
@@ -303,6 +321,7 @@ def train(
     notes: Callable[[str], None] | None = None,
 ) -> list[Any]:
     """Supernets only (``harness train``): one TrainOutcome per seed, checkpoints in the store."""
+    check_arguments("train", locals())
     import torch
 
     from harness.search_data import split_indices
@@ -345,27 +364,28 @@ def select(
     """Methods on stored checkpoints (``harness select``); results are stored beside each
     checkpoint and reused. One row per checkpoint and method: arch, CIFAR-10 test accuracy
     (200 epochs), scores, cost, and whether it was computed now."""
+    check_arguments("select", locals())
     from harness.config import check_device
-    from harness.selecting import select_at_checkpoint
     from harness.store import load_checkpoint_file
 
     check_device(device)
-    single = isinstance(checkpoints, str | Path)
-    paths = [_stored_checkpoint(c) for c in ([checkpoints] if single else checkpoints)]
+    paths = [_stored_checkpoint(c) for c in checkpoint_paths(checkpoints)]
     if not paths:
         raise HarnessError("no checkpoint given")
     # Method names are relative to the preset that trained the run, as in `harness run`
     # (one sentence here if the file is not a supernet checkpoint; later ones when selected).
     recorded = load_checkpoint_file(paths[0])["settings"]["config"]
-    parsed = selection_methods(methods, recorded["preset"])
-    check_methods_fit(parsed, SpaceSettings(**recorded["space"]).search_space())
+    searched = SpaceSettings(**recorded["space"]).search_space()
+    parsed = selection_methods(methods, recorded["preset"], searched)
+    check_methods_fit(parsed, searched)
     truth = load_ground_truth(_text(ground_truth))
     dataset = recorded["data"].get("dataset", "cifar10")
     location = resolve_data_location(_text(data), data_source, _text(cache), download, dataset)
     arrays = location.load()
-    rows = []
+    rows, problems = [], []
     for path in paths:
-        for stored in select_at_checkpoint(path, parsed, arrays, truth, device):
+        found = select_at_checkpoint(path, parsed, arrays, truth, device, problems=problems)
+        for stored in found:
             s = stored.selection
             rows.append({
                 "seed": stored.seed, "epoch": stored.epoch, "method": s.method, "arch": s.arch,
@@ -374,11 +394,14 @@ def select(
                 "wall_seconds": s.cost.wall_seconds, "forward_passes": s.cost.forward_passes,
                 "computed": stored.computed, "path": str(stored.path),
             })  # fmt: skip
+    if problems:  # every checkpoint was selected first
+        raise MethodsFailed(problems, "the other methods' selections are stored; re-run once "
+                            "it is fixed (what is stored is reused)")
     return pd.DataFrame(rows)
 
 
 def retrain(
-    genotypes: Iterable[str] | str | None = None,
+    genotypes: Iterable[str | Genotype] | str | Genotype | None = None,
     *,
     protocol: str = "proxy",
     seeds: Seeds = 0,
@@ -402,12 +425,13 @@ def retrain(
 ) -> pd.DataFrame:
     """Retrain genotypes from scratch (cached, resumable): ``harness retrain``.
 
-    ``genotypes``: DARTS genotype strings; None: every genotype the store's selections
-    chose in a space without tabular ground truth (narrowed by ``space``, ``methods``
-    and ``epoch``). ``settings`` overrides the protocol: ``{"retrain.epochs": 3}`` or
-    ``["retrain.epochs=3"]``. Returns one row per (genotype, seed); the records table
-    gains the accuracies (fidelity ``retrain-<protocol>``).
+    ``genotypes``: DARTS genotype strings or ``Genotype`` tuples; None: every genotype the
+    store's selections chose in a space without tabular ground truth (narrowed by
+    ``space``, ``methods`` and ``epoch``). ``settings`` overrides the protocol:
+    ``{"retrain.epochs": 3}`` or ``["retrain.epochs=3"]``. Returns one row per (genotype,
+    seed); the records table gains the accuracies (fidelity ``retrain-<protocol>``).
     """
+    check_arguments("retrain", locals())
     from harness.config import check_device
     from harness.pipeline import Execution
     from harness.records import write_tables
@@ -425,8 +449,7 @@ def retrain(
     check_device(device)
     execution = Execution(jobs=jobs, cluster=cluster, threads=threads).validate()
     results_dir = writable_folder(resolve_results_dir(_text(results)), "--results", create=False)
-    if isinstance(genotypes, str):
-        genotypes = [genotypes]
+    genotypes = genotype_texts(genotypes)  # one sentence for a malformed Genotype tuple
     if isinstance(methods, str):
         methods = [m.strip() for m in methods.split(",") if m.strip()]
     if genotypes:
@@ -442,7 +465,8 @@ def retrain(
         for name in dict.fromkeys(job.dataset for job in planned)
     }
     rows = run_jobs(planned, chosen, locations, results_dir, execution, device, progress)
-    if (results_dir / "runs").is_dir():
+    # --genotype retrains reach the records table even in a store without supernet runs
+    if (results_dir / "runs").is_dir() or (results_dir / "retrains").is_dir():
         write_tables(results_dir, optional_ground_truth(_text(ground_truth)))
     return pd.DataFrame(rows)
 
@@ -462,6 +486,7 @@ def _stored_checkpoint(checkpoint: str | Path) -> Path:
 def load(results: str | Path | None = None) -> Tables:
     """The tables ``harness run`` wrote to ``results`` (default ``$HARNESS_RESULTS`` or
     ``./results``), validated as the report reads them."""
+    check_arguments("load", locals())
     from harness.report.load import load_results
 
     results_dir = resolve_results_dir(_text(results))
@@ -479,6 +504,7 @@ def report(
     config: str | None = None,
 ):
     """Figures, tables and ``index.html`` (``harness report``); returns the ReportSummary."""
+    check_arguments("report", locals())
     from harness.report import build_report
 
     return build_report(

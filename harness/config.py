@@ -131,6 +131,9 @@ class TrainSettings:
     arch_betas: tuple[float, float] = (0.5, 0.999)
     arch_weight_decay: float = 1e-3
     checkpoint_every: int = 10
+    # Also keep the untrained supernet as checkpoint 0, so that rules usable at
+    # initialisation (Zero-Cost-PT) can select from it.
+    initial_checkpoint: bool = False
     # DARTS updates alphas on a validation batch before each weight step.
     step_order: str = "alpha-then-weight"
     nesterov: bool = False
@@ -203,7 +206,7 @@ class ComputeSettings:
 # Fields added after store format 2, with the default that reproduces the earlier behaviour.
 LATER_FIELDS: dict[str, dict[str, Any]] = {
     "space": {"ops": None, "edge_ops": None, "cell_conv_bias": None},
-    "train": {"nesterov": False, "clip_scope": "weights"},
+    "train": {"nesterov": False, "clip_scope": "weights", "initial_checkpoint": False},
     "data": {"split_file": None},
 }
 

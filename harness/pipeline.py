@@ -26,9 +26,15 @@ from harness.ground_truth import GroundTruth
 from harness.locations import DataLocation, writable_folder
 from harness.locks import job_lock, lock_path
 from harness.presets import SELECTION_DEFAULTS
-from harness.records import write_tables
+from harness.records import SkippedSelections, write_tables
 from harness.search_data import split_indices
-from harness.selecting import read_selection, select_at_checkpoint, selection_path
+from harness.selecting import (
+    MethodProblem,
+    MethodsFailed,
+    read_selection,
+    select_at_checkpoint,
+    selection_path,
+)
 from harness.store import RunStore
 from harness.training import missing_checkpoints, train_supernet
 from methods.selection import SelectionMethod, make_method, method_spec
@@ -47,6 +53,9 @@ class RunSummary:
     # Where jobs ran, as each job itself saw it: "dask <worker address>" only when it ran
     # on a Dask worker, else "process <pid>" ("in-process" without workers).
     executors: set[str] = field(default_factory=set)
+    # Methods that stored nothing at a checkpoint (raised, returned no valid selection or
+    # changed the supernet): the run finishes everything else, then raises MethodsFailed.
+    problems: list[MethodProblem] = field(default_factory=list)
 
 
 _SCHEDULER = re.compile(r"(tcp|tls)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}")
@@ -159,8 +168,11 @@ def run_experiment(
                 by_spec = {method_spec(m): m for m in methods}
                 for path, missing in tqdm(pending, desc="selection", disable=not progress):
                     methods_here = [by_spec[s] for s in missing]
-                    stored = select_at_checkpoint(path, methods_here, data, truth, config.device)
-                    done.append((sum(s.computed for s in stored), "in-process"))
+                    found: list[MethodProblem] = []
+                    stored = select_at_checkpoint(
+                        path, methods_here, data, truth, config.device, problems=found
+                    )
+                    done.append((sum(s.computed for s in stored), "in-process", found))
         else:
             threads = execution.threads_per_job
             jobs = [
@@ -170,14 +182,28 @@ def run_experiment(
                 for path, missing in pending
             ]
             done = run_parallel(execution, jobs, "selection", progress)
-        summary.executors.update(where for _, where in done)
+        summary.executors.update(where for _, where, _ in done)
+        summary.problems = [problem for _, _, found in done for problem in found]
         # Selections this process computed; ones another process stored meanwhile are reused.
-        summary.selections_computed = sum(count for count, _ in done)
+        summary.selections_computed = sum(count for count, _, _ in done)
         planned = sum(len(missing) for _, missing in pending)
-        summary.selections_reused += planned - summary.selections_computed
-    tables = write_tables(results_dir, truth)
+        summary.selections_reused += planned - summary.selections_computed - len(summary.problems)
+    try:
+        tables, skipped = write_tables(results_dir, truth), None
+    except SkippedSelections as incomplete:  # written without them: said after the rest
+        tables, skipped = incomplete.tables, incomplete
     summary.records = len(tables["records"])
     summary.seconds = time.perf_counter() - began
+    if summary.problems:  # only now: a broken method never keeps the others from the tables
+        also = f"; also: {skipped}" if skipped else ""
+        raise MethodsFailed(
+            summary.problems,
+            "the other methods' selections and the tables are written; re-run once it is "
+            f"fixed (what is stored is reused){also}",
+            summary,
+        )
+    if skipped:
+        raise skipped
     return summary
 
 
@@ -201,8 +227,9 @@ def _train_job(config, seed: int, results_dir: Path, location: DataLocation, thr
 def _select_job(path: Path, specs, baselines, location, truth, device: str, threads: int):
     torch.set_num_threads(threads)
     methods = [make_method(s, baselines) for s in specs]
-    stored = select_at_checkpoint(path, methods, location.load(), truth, device)
-    return sum(s.computed for s in stored), where_this_runs()
+    found: list[MethodProblem] = []
+    stored = select_at_checkpoint(path, methods, location.load(), truth, device, problems=found)
+    return sum(s.computed for s in stored), where_this_runs(), found
 
 
 def where_this_runs() -> str:

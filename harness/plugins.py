@@ -16,8 +16,11 @@ import functools
 import importlib
 import importlib.metadata
 import logging
+import os
 import re
+import sys
 from dataclasses import dataclass, field
+from importlib.machinery import PathFinder
 
 from harness.errors import HarnessError
 
@@ -89,11 +92,11 @@ def load_class(path: str, base: type, kind: str) -> type:
         raise HarnessError(f"cannot read {path!r}: write module.path:ClassName")
     module_name, _, class_name = path.partition(":")
     try:
-        module = importlib.import_module(module_name)
+        module = _import_here_too(module_name)
     except Exception as error:  # the module's own import may raise anything
         raise HarnessError(
             f"cannot import module {module_name!r} for {path} ({type(error).__name__}: "
-            f"{error}); is it installed or on PYTHONPATH?"
+            f"{error}); is it installed, on PYTHONPATH or in the folder you run in?"
         ) from None
     cls = getattr(module, class_name, None)
     if cls is None:
@@ -102,6 +105,27 @@ def load_class(path: str, base: type, kind: str) -> type:
     if problem is not None:
         raise HarnessError(f"{path} {problem}")
     return cls
+
+
+def _import_here_too(module_name: str):
+    """Import ``module_name``, also from the current folder: the ``harness`` console script
+    puts its own bin folder first on sys.path, not the folder it runs in, so a ``plugs.py``
+    beside the user was not found. The folder is appended (installed modules keep
+    precedence) and stays (the module may import its neighbours later). Worker processes
+    rebuild methods and algorithms from their ``module:Class`` spec through here, in the
+    folder they inherit, so they find it too."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        here = os.getcwd()
+        top = module_name.split(".")[0]
+        searched = here in sys.path or "" in sys.path
+        # Only a module that is there is a reason to widen the path (not a failed lookup).
+        if error.name != top or searched or PathFinder.find_spec(top, [here]) is None:
+            raise
+    sys.path.append(here)
+    importlib.invalidate_caches()
+    return importlib.import_module(module_name)
 
 
 def protocol_problem(cls: object, base: type, kind: str) -> str | None:

@@ -87,10 +87,15 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 # Selection-method defaults per preset (method name -> option -> value). The paper
 # preset uses each method's reference defaults; CPU presets shorten fine-tuning and
 # score on fewer validation batches. Reports name methods relative to these.
+# Shapley-NAS and Zero-Cost-PT are sized by cost like the others: the references' 1024
+# validation images per Shapley sample and 10 projection runs + 100 validation batches per
+# zc-pt selection would cost minutes per selection on 2 cores.
 _CPU_SELECTION = {
     "darts-pt": {"finetune_epochs": 0.5, "num_batches": 10},
     "ostr": {"num_batches": 10},
     "opp-loss": {"num_batches": 10},
+    "shapley": {"num_batches": 4},
+    "zc-pt": {"pool_size": 2, "validate_rounds": 10},
 }
 SELECTION_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     # darts-pt scores on the reference's reshuffled, augmented validation queue.
@@ -106,12 +111,16 @@ SELECTION_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
         "darts-pt": {"finetune_epochs": 0.5, "num_batches": 2},
         "ostr": {"num_batches": 2},
         "opp-loss": {"num_batches": 2},
+        "shapley": {"samples": 4, "num_batches": 1},
+        "zc-pt": {"pool_size": 1, "validate_rounds": 4},
     },
     "quick": _CPU_SELECTION,
     "smoke": {
         "darts-pt": {"finetune_epochs": 0.25, "num_batches": 2},
         "ostr": {"num_batches": 2},
         "opp-loss": {"num_batches": 2},
+        "shapley": {"samples": 2, "num_batches": 2},
+        "zc-pt": {"pool_size": 1, "validate_rounds": 2},
     },
 }
 

@@ -6,12 +6,15 @@ scores, the checkpoint's alphas and the ground-truth importance of every op on e
 edge around the selected cell (for rank correlations). ``runs.parquet``: one row per
 supernet run. ``mixing_weights.parquet``: one row per run x epoch x edge x op with the
 softmax weight its ``metrics.csv`` recorded. They are rebuilt from the store's files, so
-they never disagree with it.
+they never disagree with it. A selection file that cannot be read or does not describe a
+selection of its run is left out, and the others still reach the tables; then writing them
+ends with one sentence naming each such file (non-zero exit). Retrains of genotypes no
+stored selection chose (``harness retrain --genotype``) get rows of their own: method
+``genotype``, no supernet (seed -1, epoch 0), the widest DARTS space that holds the cell.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
@@ -20,39 +23,72 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
 from harness.config import SpaceSettings, config_key, hash_settings
 from harness.errors import HarnessError
 from harness.ground_truth import COLUMN_PATTERN, GroundTruth
 from harness.locks import job_lock, lock_path
-from harness.selecting import read_selection
-from harness.store import atomic_write_bytes, read_json
+from harness.retraining import canonical_genotype, result_problem
+from harness.selecting import read_selection_checked
+from harness.store import (
+    atomic_write_bytes,
+    load_checkpoint_file,
+    parquet_bytes,
+    read_json,
+    remove_orphan_temp_files,
+)
 from spaces.base import SearchSpace
+from spaces.darts.space import VARIANTS as DARTS_SPACES
 
 log = logging.getLogger(__name__)
 
 TABLES = ("records", "selections", "runs", "mixing_weights")
+GENOTYPE = "genotype"  # the method (and config) of retrains given by --genotype
 WEIGHT_COLUMN = re.compile(r"^w\[(?P<edge>[^\]]+)\]\[(?P<op>[^\]]+)\]$")
+
+
+class SkippedSelections(HarnessError):
+    """Tables written without some unusable selection files (named in the message)."""
+
+    def __init__(self, message: str, tables: dict[str, pd.DataFrame]) -> None:
+        super().__init__(message)
+        self.tables = tables
 
 
 def write_tables(results_dir: Path, truth: GroundTruth | None) -> dict[str, pd.DataFrame]:
     # Read and written under one lock: the last process to write has read everything that
     # any process had stored before it, so concurrent runs end with complete tables.
     with job_lock(lock_path(results_dir, "tables"), "writing the tables"):
-        tables = collect_tables(results_dir, truth)
+        # Every run ends here, so every run clears what killed writers left in the store.
+        remove_orphan_temp_files(results_dir)
+        skipped: list[str] = []
+        tables = collect_tables(results_dir, truth, skipped)
         for name, frame in tables.items():
-            buffer = io.BytesIO()
-            frame.to_parquet(buffer, index=False, write_page_checksum=True)
-            atomic_write_bytes(results_dir / f"{name}.parquet", buffer.getvalue())
+            atomic_write_bytes(results_dir / f"{name}.parquet", parquet_bytes(frame))
+    if skipped:
+        raise SkippedSelections(
+            f"{len(skipped)} selection file(s) left out of the tables: {'; '.join(skipped)}; "
+            "delete them and re-run `harness run` with those methods to compute them again "
+            "(everything else is in the tables)",
+            tables,
+        )
     return tables
 
 
-def collect_tables(results_dir: Path, truth: GroundTruth | None) -> dict[str, pd.DataFrame]:
-    """The tables; ``truth`` may be None while no selection needs a table lookup."""
+# What a selection file that is not one of its run's selections raises while read.
+_INVALID = (HarnessError, KeyError, TypeError, ValueError, AttributeError, IndexError)
+
+
+def collect_tables(
+    results_dir: Path, truth: GroundTruth | None, skipped: list[str] | None = None
+) -> dict[str, pd.DataFrame]:
+    """The tables; ``truth`` may be None while no selection needs a table lookup. A selection
+    file left out is described in ``skipped`` (path, method, why)."""
+    skipped = [] if skipped is None else skipped
     runs, selections, records, mixing = [], [], [], []
     alpha_cache: dict[Path, list] = {}
     retrained = _retrained_by_genotype(results_dir)
+    chosen: set[tuple[str, str]] = set()  # (genotype, dataset) of the selections retrained
     for run_dir in sorted(p for p in (results_dir / "runs").glob("*") if p.is_dir()):
         settings = read_json(run_dir / "settings.json")
         if not isinstance(settings, dict):
@@ -67,50 +103,44 @@ def collect_tables(results_dir: Path, truth: GroundTruth | None) -> dict[str, pd
         metrics = _read_metrics(run_dir / "metrics.csv")
         runs.append({**identity, **_run_summary(metrics, settings)})
         mixing.append(_mixing_weights(identity, metrics))
-        for path in sorted(run_dir.glob("selections/epoch_*/*.json")):
-            raw = read_selection(path)
-            if raw is None:
-                log.warning("%s is damaged and left out of the tables: re-run harness run "
-                            "with that method to compute it again", path)  # fmt: skip
-                continue
-            selection = raw["selection"]
-            checkpoint = run_dir / "checkpoints" / f"epoch_{raw['epoch']:04d}.pt"
-            if "alphas" in raw:
-                alpha_cache[checkpoint] = raw["alphas"]
-            elif checkpoint not in alpha_cache:  # stored before selections kept alphas
-                alpha_cache[checkpoint] = _checkpoint_alphas(checkpoint, space)
-            row = {
-                **identity,
-                "epoch": raw["epoch"],
-                "method": selection["method"],
-                "method_name": selection["settings"]["method"],
-                "method_key": hash_settings(selection["settings"]),
-                "upper_bound": selection["upper_bound"],
-                "arch": selection["arch"],
-                **{k: selection["cost"][k] for k in _COSTS},
-            }
-            selections.append(
-                {
-                    **row,
-                    "scores": json.dumps(selection["scores"]),
-                    "alphas": json.dumps(alpha_cache[checkpoint]),
-                    "gt_importance": json.dumps(
-                        _neighbour_accuracies(selection["arch"], space, truth_here)
-                    ),
-                    "edge_order": json.dumps(selection["edge_order"]),
-                }
+        paths = sorted(run_dir.glob("selections/epoch_*/*.json"))
+        if paths and space.benchmark is not None and truth is None:
+            raise HarnessError(
+                f"{results_dir} holds selections in space {space.name}, whose tables need "
+                "the NAS-Bench-201 ground truth: pass --ground-truth PATH (or set "
+                "HARNESS_GROUND_TRUTH); everything computed so far is kept"
             )
-            if space.benchmark is None:
-                dataset = settings["config"]["data"].get("dataset", "cifar10")
-                records.extend(_retrain_rows(row, space, retrained, dataset))
-            elif truth is None:
-                raise HarnessError(
-                    f"{results_dir} holds selections in space {space.name}, whose tables need "
-                    "the NAS-Bench-201 ground truth: pass --ground-truth PATH (or set "
-                    "HARNESS_GROUND_TRUTH); everything computed so far is kept"
-                )
-            else:
-                records.extend(_accuracy_rows(row, space, truth))
+        dataset = settings["config"]["data"].get("dataset", "cifar10")
+        for path in paths:
+            raw, problem = read_selection_checked(path, space)
+            try:
+                if raw is None:
+                    raise ValueError(problem)
+                row = _selection_row(identity, raw, space, path)
+                selection = raw["selection"]
+                checkpoint = run_dir / "checkpoints" / f"epoch_{raw['epoch']:04d}.pt"
+                if "alphas" in raw:
+                    alpha_cache[checkpoint] = raw["alphas"]
+                elif checkpoint not in alpha_cache:  # stored before selections kept alphas
+                    alpha_cache[checkpoint] = _checkpoint_alphas(checkpoint, space)
+                neighbours = _neighbour_accuracies(selection["arch"], space, truth_here)
+                selection_row = {
+                    **row, "scores": json.dumps(selection["scores"]),
+                    "alphas": json.dumps(alpha_cache[checkpoint]),
+                    "gt_importance": json.dumps(neighbours),
+                    "edge_order": json.dumps(selection["edge_order"]),
+                }  # fmt: skip
+                if space.benchmark is None:
+                    found = _retrain_rows(row, space, retrained, dataset)
+                    chosen.add((canonical_genotype(row["arch"]), dataset))
+                else:
+                    found = _accuracy_rows(row, space, truth)
+            except _INVALID as error:
+                skipped.append(_skipped(path, raw, error))
+                continue
+            selections.append(selection_row)
+            records.extend(found)
+    records.extend(_genotype_rows(retrained, chosen))
     return {
         "records": _frame(records, _RECORD_COLUMNS),
         "selections": _frame(selections, _SELECTION_COLUMNS),
@@ -127,13 +157,7 @@ _IDENTITY = ("config_key", "preset", "space", "algorithm", "run_key", "seed", "f
 BENCHMARK = "nas-bench-201"
 _ROW = (*_IDENTITY, "epoch", "method", "method_name", "method_key", "upper_bound", "arch")
 _RECORD_COLUMNS = (
-    *_ROW,
-    "benchmark_index",
-    "dataset",
-    "metric",
-    "fidelity",
-    "accuracy",
-    "param_free_ops",
+    *_ROW, "benchmark_index", "dataset", "metric", "fidelity", "accuracy", "param_free_ops",
     "skip_ops",
     # True when the selected cell's input never reaches its output (NAS-Bench-201 scores such
     # a cell at chance); False in spaces whose cells always connect. Tables written before
@@ -142,14 +166,50 @@ _RECORD_COLUMNS = (
     *_COSTS,
     # Retrained cells (spaces without a tabular benchmark): the evaluation network's size
     # and how many retrain seeds the accuracy averages.
-    "params",
-    "madds",
-    "retrain_seeds",
-)
+    "params", "madds", "retrain_seeds",
+)  # fmt: skip
 _SELECTION_COLUMNS = (*_ROW, "scores", "alphas", "gt_importance", "edge_order", *_COSTS)
 _RUN_COLUMNS = (*_IDENTITY[:-1], "epochs", "train_seconds", "final_valid_acc", "settings",
                 "platform")  # fmt: skip
 _MIXING_COLUMNS = (*_IDENTITY, "epoch", "edge", "op", "weight")
+
+
+def _selection_row(
+    identity: dict[str, Any], raw: dict[str, Any], space: SearchSpace, path: Path
+) -> dict[str, Any]:
+    """The columns one selection's rows share; raises when the file does not describe a
+    selection of this run (wrong epoch, a cell outside the space, fields of the wrong type)."""
+    selection, epoch = raw["selection"], raw["epoch"]
+    if isinstance(epoch, bool) or not isinstance(epoch, int):
+        raise ValueError(f"epoch {epoch!r}")
+    if path.parent.name != f"epoch_{epoch:04d}":
+        raise ValueError(f"epoch {epoch} in folder {path.parent.name}")
+    fields = {"method": selection["method"], "arch": selection["arch"],
+              "settings.method": selection["settings"]["method"]}  # fmt: skip
+    for name, value in fields.items():
+        if not isinstance(value, str):
+            raise ValueError(f"{name} {value!r}")
+    space.decode(selection["arch"])  # one sentence when the cell is not in the run's space
+    costs = {k: selection["cost"][k] for k in _COSTS}
+    if any(isinstance(v, bool) or not isinstance(v, int | float) for v in costs.values()):
+        raise ValueError(f"cost {costs!r}")
+    return {
+        **identity, "epoch": epoch, "method": selection["method"],
+        "method_name": selection["settings"]["method"],
+        "method_key": hash_settings(selection["settings"]),
+        "upper_bound": bool(selection["upper_bound"]), "arch": selection["arch"], **costs,
+    }  # fmt: skip
+
+
+def _skipped(path: Path, raw: dict[str, Any] | None, error: Exception) -> str:
+    """``path (method M: why)``; the method from the file when it says, else its name."""
+    selection = raw.get("selection") if isinstance(raw, dict) else None
+    method = selection.get("method") if isinstance(selection, dict) else None
+    if not isinstance(method, str):
+        method = path.name.rsplit(".", 2)[0]
+    why = str(error) if isinstance(error, HarnessError | ValueError) else (
+        f"{type(error).__name__}: {error}")
+    return f"{path} (method {method}: {why.rstrip('.')})"
 
 
 def _frame(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> pd.DataFrame:
@@ -211,7 +271,7 @@ def _run_summary(metrics: pd.DataFrame, settings: dict[str, Any]) -> dict[str, A
 def _checkpoint_alphas(path: Path, space: SearchSpace) -> list[list[float]]:
     if not path.exists():
         return space.empty_scores().tolist()
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = load_checkpoint_file(path)  # verified against its run's manifest
     return state["model"]["alphas"].double().tolist()
 
 
@@ -235,13 +295,60 @@ def _neighbour_accuracies(
     return values.tolist()
 
 
-def _retrained_by_genotype(results_dir: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    from harness.retraining import stored_results
+def stored_results(store_root: Path) -> list[dict[str, Any]]:
+    """Every finished retrain in the store; an unusable result.json is left out with one
+    sentence naming it (a text ``test_acc`` must not stop the tables of everything else)."""
+    results = []
+    for path in sorted((Path(store_root) / "retrains").glob("*/result.json")):
+        raw = read_json(path)
+        problem = "unreadable JSON" if raw is None else result_problem(raw)
+        if problem is None:
+            results.append(raw)
+        else:
+            log.warning("%s is damaged (%s) and left out of the tables: re-run the harness "
+                        "retrain that made it, which rewrites it from the retrain's last "
+                        "checkpoint", path, problem)  # fmt: skip
+    return results
 
+
+def _retrained_by_genotype(results_dir: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:
     found: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for result in stored_results(results_dir):
-        found.setdefault((result["genotype"], result["dataset"]), []).append(result)
+        key = (canonical_genotype(result["genotype"]), result["dataset"])
+        found.setdefault(key, []).append(result)
     return found
+
+
+def _genotype_rows(retrained: dict, chosen: set[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Rows of the retrained genotypes that no stored selection chose (``harness retrain
+    --genotype``): no supernet, so "—" for its algorithm and preset, seed -1, epoch 0."""
+    rows = []
+    for genotype, dataset in sorted(set(retrained) - chosen):
+        space = _widest_space_holding(genotype)
+        if space is None:
+            log.warning("retrained genotype %s is in none of the DARTS spaces (%s) and left "
+                        "out of the tables", genotype, ", ".join(DARTS_SPACES))  # fmt: skip
+            continue
+        row = {
+            "config_key": GENOTYPE, "preset": "—", "space": space.label, "algorithm": "—",
+            "run_key": "", "seed": -1, "final_epoch": 0, "epoch": 0, "method": GENOTYPE,
+            "method_name": GENOTYPE, "method_key": "", "upper_bound": False, "arch": genotype,
+            **dict.fromkeys(_COSTS, math.nan),
+        }  # fmt: skip
+        rows += _retrain_rows(row, space, retrained, dataset)
+    return rows
+
+
+def _widest_space_holding(genotype: str) -> SearchSpace | None:
+    # The full DARTS space comes first and holds every cell without S4's noise op.
+    for name in DARTS_SPACES:
+        space = SpaceSettings(name=name).search_space()
+        try:
+            space.decode(genotype)
+        except (HarnessError, ValueError, KeyError):
+            continue
+        return space
+    return None
 
 
 def _kept_ops(arch: str, space: SearchSpace) -> list[str]:
@@ -259,8 +366,6 @@ def _retrain_rows(
 ) -> list[dict[str, Any]]:
     """One row per retrain fidelity of the selected genotype (accuracy: the mean over its
     retrain seeds); a selection not yet retrained keeps one row, fidelity ``not-retrained``."""
-    from harness.retraining import canonical_genotype
-
     ops = _kept_ops(row["arch"], space)
     shared = {
         **row, "benchmark_index": -1, "dataset": dataset, "metric": "test",

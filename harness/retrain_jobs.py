@@ -30,6 +30,40 @@ class RetrainJob:
     seed: int
 
 
+@dataclass(frozen=True)
+class _Stored:
+    """One stored selection that retraining can judge."""
+
+    space: str
+    method: str
+    epoch: int
+    final_epoch: int
+    arch: str
+    dataset: str
+
+
+def _stored_selections(results_dir: Path) -> list[_Stored]:
+    """Every selection in a space without a tabular benchmark (upper bounds aside)."""
+    found = []
+    for run_dir in sorted(Path(results_dir).glob("runs/*")):
+        settings = read_json(run_dir / "settings.json")
+        if not isinstance(settings, dict):
+            continue
+        config = settings["config"]
+        searched = SpaceSettings(**config["space"]).search_space()
+        if searched.benchmark is not None:
+            continue
+        dataset = config["data"].get("dataset", "cifar10")
+        for path in sorted(run_dir.glob("selections/epoch_*/*.json")):
+            raw = read_selection(path)
+            if raw is None or raw["selection"].get("upper_bound"):
+                continue
+            found.append(_Stored(searched.name, raw["selection"]["method"], int(raw["epoch"]),
+                                 config["train"]["epochs"], raw["selection"]["arch"],
+                                 dataset))  # fmt: skip
+    return found
+
+
 def genotypes_in_store(
     results_dir: Path,
     space: str | None = None,
@@ -38,25 +72,43 @@ def genotypes_in_store(
 ) -> list[tuple[str, str]]:
     """(genotype, dataset) of every stored selection in a space without a tabular benchmark,
     at the final checkpoint (``epoch="final"``), a given epoch, or every one (``"all"``);
-    ``space`` / ``methods`` (display names, e.g. ``darts-pt``) narrow it."""
-    found: dict[tuple[str, str], None] = {}
-    for run_dir in sorted(Path(results_dir).glob("runs/*")):
-        settings = read_json(run_dir / "settings.json")
-        if not isinstance(settings, dict):
-            continue
-        config = settings["config"]
-        searched = SpaceSettings(**config["space"]).search_space()
-        if searched.benchmark is not None or space not in (None, searched.name):
-            continue
-        wanted = config["train"]["epochs"] if epoch == "final" else epoch
-        pattern = "epoch_*" if wanted == "all" else f"epoch_{int(wanted):04d}"
-        for path in sorted(run_dir.glob(f"selections/{pattern}/*.json")):
-            raw = read_selection(path)
-            if raw is None or raw["selection"].get("upper_bound"):
-                continue
-            if methods is None or raw["selection"]["method"] in methods:
-                found[(raw["selection"]["arch"], config["data"].get("dataset", "cifar10"))] = None
-    return list(found)
+    ``space`` / ``methods`` (display names, e.g. ``darts-pt``) narrow it. [] when the store
+    holds no such selection; one sentence naming the filter when a filter leaves none."""
+    stored = _stored_selections(results_dir)
+    if not stored:
+        return []
+    where = ""
+    if space is not None:
+        kept = [s for s in stored if s.space == space]
+        if not kept:
+            raise HarnessError(
+                f"nothing to retrain: --space {space} matches no stored selection in a space "
+                f"without tabular ground truth; the store holds them in "
+                f"{_listed(s.space for s in stored)}"
+            )
+        stored, where = kept, f" in {space}"
+    if methods is not None:
+        kept = [s for s in stored if s.method in methods]
+        if not kept:
+            raise HarnessError(
+                f"nothing to retrain: --methods {','.join(methods)} matches no stored "
+                f"selection{where}; methods there: {_listed(s.method for s in stored)}"
+            )
+        stored, where = kept, f"{where} of {_listed(s.method for s in kept)}"
+    kept = [s for s in stored if epoch == "all"
+            or s.epoch == (s.final_epoch if epoch == "final" else int(epoch))]  # fmt: skip
+    if not kept:
+        finals = _listed(str(s.final_epoch) for s in stored)
+        raise HarnessError(
+            f"nothing to retrain: --epoch {epoch} matches no stored selection{where}; epochs "
+            f"there: {_listed(str(s.epoch) for s in stored)} (final: {finals}), or --epoch all"
+        )
+    return list(dict.fromkeys((s.arch, s.dataset) for s in kept))
+
+
+def _listed(values) -> str:
+    unique = sorted(set(values))
+    return ", ".join(sorted(unique, key=int) if all(v.isdigit() for v in unique) else unique)
 
 
 def plan_jobs(genotypes: list[tuple[str, str]], seeds: list[int]) -> list[RetrainJob]:

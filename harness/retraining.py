@@ -5,9 +5,12 @@ A retrain is a job like training a supernet: stored once under
 ``retrains/<key>/`` (key: genotype, settings, seed, data, dataset), resumable from its
 last checkpoint, exact on CPU after an interruption (the batches, cutout squares and
 drop-path draws of epoch e depend only on (seed, e)), and runnable in worker processes
-or on Dask. ``result.json`` holds the test accuracy, parameter count and multiply-adds;
-the records table joins it to every selection of that genotype
-(fidelity ``retrain-<protocol>``).
+or on Dask. Its checkpoints are verified like a supernet's (``checkpoints/epoch_NNNN.pt``
+with size and sha256 in ``manifest.json``; only the newest is kept); one that fails to
+verify or to load is thrown away and the retrain starts again from a freshly built and
+seeded network and optimiser, which gives exactly the uninterrupted result.
+``result.json`` holds the test accuracy, parameter count and multiply-adds; the records
+table joins it to every selection of that genotype (fidelity ``retrain-<protocol>``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import hashlib
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +35,13 @@ from harness.data import NORMALISATION, NUM_CLASSES, Batches, CIFAR10Arrays, dow
 from harness.errors import HarnessError
 from harness.flops import count_multiply_adds
 from harness.locks import job_lock, lock_path
-from harness.store import atomic_write, atomic_write_bytes, atomic_write_json, read_json
+from harness.store import (
+    CheckpointStore,
+    atomic_write_bytes,
+    atomic_write_json,
+    read_json,
+    remove_orphan_temp_files,
+)
 from spaces.darts.genotype import choices_to_genotype, genotype_to_choices, parse_genotype
 from spaces.darts.networks import DartsEvalNetwork, parameter_count
 from spaces.darts.ops import EXTRA_OPS, OP_NAMES
@@ -121,15 +131,6 @@ PROTOCOLS: dict[str, RetrainSettings] = {
         cutout=4, auxiliary_weight=0.0, train_images=128, test_images=64,
     ),  # fmt: skip
 }
-PROTOCOL_DESCRIPTIONS = {
-    "paper": "DARTS's evaluation: 20 cells, C=36, 600 epochs, batch 96, cutout 16, auxiliary "
-    "0.4, drop-path 0.2, SGD 0.025 cosine, wd 3e-4, all 50k/10k images; GPU",
-    "proxy": "CPU: 8 cells, C=16, 16x16, 10 epochs, 5000 train / 2000 test images, no "
-    "auxiliary head; minutes",
-    "robustdarts": "RobustDARTS's evaluation (DARTS's recipe at 8 cells, C=16), which "
-    "DARTS-PT used on CIFAR-100 and SVHN; GPU",
-    "smoke": "tiny, for tests; seconds",
-}
 
 
 def retrain_settings(protocol: str, overrides: dict[str, Any] | None = None) -> RetrainSettings:
@@ -178,10 +179,33 @@ def retrain_dir(store_root: Path, key: str) -> Path:
     return Path(store_root) / "retrains" / key
 
 
+# result.json's fields and the types the records table relies on (bool is no number here).
+_RESULT_FIELDS = {"genotype": str, "fidelity": str, "dataset": str, "test_acc": float,
+                  "seed": int, "params": int, "madds": int, "epochs": int}  # fmt: skip
+
+
+def result_problem(raw: Any) -> str | None:
+    """What makes a result.json unusable (None when it is sound)."""
+    if not isinstance(raw, dict):
+        return "not a JSON object"
+    for name, kind in _RESULT_FIELDS.items():
+        value = raw.get(name)
+        number = kind is float and isinstance(value, int | float)
+        if isinstance(value, bool) or not (number or isinstance(value, kind)):
+            return f"{name} is {value!r}" if name in raw else f"no {name}"
+    if not (math.isfinite(raw["test_acc"]) and 0 <= raw["test_acc"] <= 100):
+        return f"test_acc {raw['test_acc']!r} is no percentage"
+    try:
+        parse_genotype(raw["genotype"])
+    except HarnessError:
+        return "its genotype cannot be read"
+    return None
+
+
 def read_result(path: Path) -> dict[str, Any] | None:
+    """A finished retrain's result; None when missing or unusable (then it is made again)."""
     raw = read_json(path)
-    ok = isinstance(raw, dict) and {"genotype", "test_acc", "fidelity", "seed"} <= set(raw)
-    return raw if ok else None
+    return raw if result_problem(raw) is None else None
 
 
 def retrain_genotype(
@@ -229,6 +253,54 @@ def _cutout(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Ten
     return x.masked_fill(square[:, None], 0.0)
 
 
+def _fresh(genotype: str, settings: RetrainSettings, seed: int, dataset: str,
+           device: torch.device) -> tuple[DartsEvalNetwork, torch.optim.SGD]:  # fmt: skip
+    """The network and optimiser as epoch 0 has them (seeded: always the same)."""
+    torch.manual_seed(seed)
+    net = DartsEvalNetwork(parse_genotype(genotype), settings.channels, settings.layers,
+                           NUM_CLASSES[dataset], auxiliary=settings.auxiliary_weight > 0)
+    net = net.to(device)
+    optimizer = torch.optim.SGD(net.parameters(), lr=settings.lr, momentum=settings.momentum,
+                                weight_decay=settings.weight_decay)  # fmt: skip
+    return net, optimizer
+
+
+def _resume(store: CheckpointStore, settings: RetrainSettings,
+            fresh: Callable[[], tuple[DartsEvalNetwork, torch.optim.SGD]]):  # fmt: skip
+    """(net, optimizer, next epoch, metrics so far) from the newest verified checkpoint.
+
+    Anything that fails throws the stored state away and starts from ``fresh()``: never from
+    the network a failed ``load_state_dict`` leaves, which holds every tensor it copied
+    before it raised."""
+    net, optimizer = fresh()
+    legacy = store.dir / "checkpoint.pt"
+    try:
+        if legacy.is_file():  # written before retrain checkpoints carried a hash
+            raise HarnessError(f"{legacy} cannot be verified (it predates checkpoint hashes)")
+        completed = store.completed_epochs()
+        if not completed:
+            store.keep_only([])  # files a kill left unlisted
+            return net, optimizer, 0, []
+        state = store.read_checkpoint(completed[-1])
+        start, metrics = int(state["epoch"]), list(state["metrics"])
+        if start != completed[-1] or len(metrics) != start or start > settings.epochs:
+            raise ValueError(f"epoch {start} with {len(metrics)} epochs of metrics")
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        store.keep_only([start])  # an older one a kill left behind
+        log.info("retrain %s: resuming from epoch %d", store.dir.name, start)
+        return net, optimizer, start, metrics
+    except (HarnessError, KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
+        reason = error if isinstance(error, HarnessError) else (
+            f"its checkpoint does not fit this retrain ({type(error).__name__})")
+        log.warning("retrain %s: %s; retraining from epoch 0 with a freshly built network",
+                    store.dir.name, reason)  # fmt: skip
+        store.forget_all()
+        legacy.unlink(missing_ok=True)
+        net, optimizer = fresh()
+        return net, optimizer, 0, []
+
+
 def _retrain_locked(genotype: str, settings: RetrainSettings, seed: int, data: CIFAR10Arrays,
                     folder: Path, dataset: str, device_name: str,
                     progress: bool) -> RetrainOutcome:  # fmt: skip
@@ -244,32 +316,18 @@ def _retrain_locked(genotype: str, settings: RetrainSettings, seed: int, data: C
     test = Batches(downsample(data.test_images[test_idx], settings.resolution),
                    data.test_labels[test_idx], 256, 0, augment=False, device=device, mean=mean,
                    std=std)  # fmt: skip
-    torch.manual_seed(seed)
-    auxiliary = settings.auxiliary_weight > 0
-    net = DartsEvalNetwork(parse_genotype(genotype), settings.channels, settings.layers,
-                           NUM_CLASSES[dataset], auxiliary=auxiliary)  # fmt: skip
-    params = parameter_count(net)
-    madds = count_multiply_adds(net, (3, settings.resolution, settings.resolution))
-    net = net.to(device)
-    optimizer = torch.optim.SGD(net.parameters(), lr=settings.lr, momentum=settings.momentum,
-                                weight_decay=settings.weight_decay)  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
+    remove_orphan_temp_files(folder)  # what a killed retrain of this key left
     atomic_write_json(folder / "settings.json", {
         "genotype": genotype, "settings": dataclasses.asdict(settings), "seed": seed,
         "dataset": dataset, "data_fingerprint": data.fingerprint, "torch": torch.__version__,
     })  # fmt: skip
-    state_path = folder / "checkpoint.pt"
-    start, metrics = 0, []
-    if state_path.is_file():
-        try:
-            state = torch.load(state_path, map_location=device, weights_only=False)
-            net.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            start, metrics = state["epoch"], list(state["metrics"])
-            log.info("retrain %s: resuming from epoch %d", folder.name, start)
-        except Exception as error:  # a damaged state is retrained from scratch, said once
-            log.warning("%s is damaged (%s); retraining from epoch 0", state_path, error)
-            start, metrics = 0, []
+    store = CheckpointStore(folder)
+    net, optimizer, start, metrics = _resume(
+        store, settings, lambda: _fresh(genotype, settings, seed, dataset, device)
+    )
+    params = parameter_count(net)
+    madds = count_multiply_adds(net, (3, settings.resolution, settings.resolution))
     began_all = time.perf_counter()
     bar = tqdm(total=settings.epochs, initial=start, desc=f"retrain seed {seed}", unit="epoch",
                disable=not progress)  # fmt: skip
@@ -312,9 +370,10 @@ def _retrain_locked(genotype: str, settings: RetrainSettings, seed: int, data: C
         bar.set_postfix(loss=f"{total / count:.3f}", test=f"{test_acc:.3f}")
         bar.update(1)
         if (epoch + 1) % settings.checkpoint_every == 0 or epoch + 1 == settings.epochs:
-            state = {"epoch": epoch + 1, "model": net.state_dict(),
-                     "optimizer": optimizer.state_dict(), "metrics": metrics}  # fmt: skip
-            atomic_write(state_path, lambda handle, s=state: torch.save(s, handle))
+            store.save_checkpoint(epoch + 1, {"epoch": epoch + 1, "model": net.state_dict(),
+                                              "optimizer": optimizer.state_dict(),
+                                              "metrics": metrics})  # fmt: skip
+            store.keep_only([epoch + 1])  # one state suffices to resume; they are large
             atomic_write_bytes(folder / "metrics.csv",
                                pd.DataFrame(metrics).to_csv(index=False).encode())  # fmt: skip
     bar.close()
@@ -341,16 +400,3 @@ def _evaluate(net: DartsEvalNetwork, batches: Batches) -> tuple[float, float]:
         correct += (logits.argmax(1) == y).sum().item()
         count += len(y)
     return total / count, correct / count
-
-
-def stored_results(store_root: Path) -> list[dict[str, Any]]:
-    """Every finished retrain in the store (damaged results are left out, with a warning)."""
-    results = []
-    for path in sorted((Path(store_root) / "retrains").glob("*/result.json")):
-        raw = read_result(path)
-        if raw is None:
-            log.warning("%s is damaged and left out: delete it and run harness retrain again",
-                        path)  # fmt: skip
-        else:
-            results.append(raw)
-    return results

@@ -7,8 +7,12 @@ adding a method later only runs that method.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import functools
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,13 +20,15 @@ from typing import Any
 import torch
 
 from harness.checkpoints import LoadedCheckpoint, load_supernet
-from harness.config import hash_settings
+from harness.config import SpaceSettings, hash_settings
 from harness.data import CIFAR10Arrays
 from harness.errors import HarnessError
 from harness.locks import job_lock
 from harness.search_data import make_search_data
 from harness.store import atomic_write_json, read_json
 from methods.selection import Selection, SelectionContext, SelectionMethod
+from methods.selection.base import InvalidSelection, check_selection, method_label
+from spaces.base import SearchSpace
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +58,16 @@ def select_at_checkpoint(
     data: CIFAR10Arrays,
     ground_truth: Any = None,
     device: str | None = None,
+    problems: list[MethodProblem] | None = None,
 ) -> list[StoredSelection]:
-    """Every method on one checkpoint; stored selections are read, missing ones computed."""
+    """Every method on one checkpoint; stored selections are read, missing ones computed.
+
+    A method that raises (a plugin; a built-in's error stops the run as before), returns
+    no valid selection or changes the supernet it was given stores nothing: the others
+    are computed and stored all the same. Its :class:`MethodProblem` is appended to
+    ``problems``; without that list, :class:`MethodsFailed` is raised once the checkpoint's
+    other methods are stored.
+    """
     checkpoint = load_supernet(checkpoint_path, device=device or "cpu")
     if checkpoint.data_fingerprint != data.fingerprint:
         raise HarnessError(
@@ -63,9 +77,14 @@ def select_at_checkpoint(
     # Beside the selections it guards (runs/<key>/selections/), as those are.
     run_dir = Path(checkpoint.path).parent.parent
     lock = run_dir / "selections" / f".epoch_{checkpoint.epoch:04d}.lock"
+    found: list[MethodProblem] = []
     # One process selects at a checkpoint at a time; what another stored meanwhile is read.
     with job_lock(lock, f"selections at {checkpoint.path}"):
-        results = _select_locked(checkpoint, methods, data, ground_truth, device)
+        results = _select_locked(checkpoint, methods, data, ground_truth, device, found)
+    if problems is None and found:
+        raise MethodsFailed(found, "the other methods' selections there are stored")
+    if problems is not None:
+        problems.extend(found)
     return results
 
 
@@ -75,18 +94,20 @@ def _select_locked(
     data: CIFAR10Arrays,
     ground_truth: Any,
     device: str | None,
+    problems: list[MethodProblem],
 ) -> list[StoredSelection]:
     config = checkpoint.config
-    context = None
+    space = checkpoint.supernet.space
+    context = guard = alphas = None
     results = []
     for method in methods:
         path = selection_path(checkpoint.path, checkpoint.epoch, method)
-        raw = read_selection(path)
+        raw = read_selection(path, space)
         if raw is not None:
             results.append(_stored(raw, checkpoint, path, computed=False))
             continue
         if path.exists():
-            log.warning("%s is damaged; computing that selection again", path)
+            log.warning("%s is damaged or invalid; computing that selection again", path)
         if context is None:
             context = SelectionContext(
                 data=make_search_data(
@@ -97,17 +118,23 @@ def _select_locked(
                 train_settings=config.train,
                 ground_truth=ground_truth,
             )
+            guard = SupernetGuard(checkpoint, device or "cpu")
+            # Kept with the selection so tables never reload the checkpoint for them; read
+            # before any method ran, so they are the checkpoint's whatever a method does.
+            alphas = checkpoint.supernet.alphas.detach().cpu().double().tolist()
         log.info("seed %d epoch %d: %s", checkpoint.seed, checkpoint.epoch, method.display_name)
-        # Methods start from the same RNG state, so their results do not depend on order.
-        torch.manual_seed(checkpoint.seed)
-        selection = method.select(checkpoint.supernet, context)
+        selection, reason = _run_method(method, checkpoint, context, guard)
+        if reason is not None:
+            problem = MethodProblem(method_label(method), reason, checkpoint.seed, checkpoint.epoch)
+            log.info("%s", problem.sentence())
+            problems.append(problem)
+            continue
         raw = {
             "selection": selection.to_dict(),
             "seed": checkpoint.seed,
             "epoch": checkpoint.epoch,
             "run_key": checkpoint.run_key,
-            # Kept with the selection so tables never reload the checkpoint for them.
-            "alphas": checkpoint.supernet.alphas.detach().cpu().double().tolist(),
+            "alphas": alphas,
             "format": SELECTION_FORMAT_VERSION,
         }
         atomic_write_json(path, raw)
@@ -115,15 +142,230 @@ def _select_locked(
     return results
 
 
-def read_selection(path: Path) -> dict | None:
-    """A stored selection, or None when it is missing or damaged (then it is recomputed)."""
-    raw = read_json(path)
+def _run_method(
+    method: SelectionMethod,
+    checkpoint: LoadedCheckpoint,
+    context: SelectionContext,
+    guard: SupernetGuard,
+) -> tuple[Selection | None, str | None]:
+    """(the method's checked selection, None) or (None, why nothing of it is stored)."""
+    reasons = []
+    returned = None
+    # Methods start from the same RNG state, so their results do not depend on order; each
+    # gets its own context object, so reassigning a field reaches no other method.
+    torch.manual_seed(checkpoint.seed)
     try:
-        Selection.from_dict(raw["selection"])
+        with torch_state_kept():
+            returned = method.select(checkpoint.supernet, dataclasses.replace(context))
+    except InvalidSelection as error:
+        reasons.append(error.reason)
+    except Exception as error:
+        # A built-in's HarnessError is the user's to fix and stops the run in one sentence;
+        # anything else from a built-in is a bug and keeps its traceback. A plugin's error
+        # of any kind stops only that plugin.
+        if not is_plugin(method):
+            raise
+        # Its first line, shortened: the report is one sentence, never a traceback.
+        first = (str(error).strip().splitlines() or [""])[0]
+        first = first if len(first) <= 200 else f"{first[:197]}..."
+        reasons.append(f"raised {type(error).__name__}" + (f" ({first})" if first else ""))
+    changed = guard.changed()
+    guard.tidy()
+    if changed:
+        shown = ", ".join(changed[:3]) + (
+            f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        )
+        reasons.append(
+            f"changed the supernet it was given ({shown}; the methods after it share that "
+            "supernet: change only a methods.selection.working_copy(supernet))"
+        )
+        guard.restore()
+    if not reasons:
+        try:
+            return check_selection(returned, checkpoint.supernet.space, method), None
+        except InvalidSelection as error:
+            reasons.append(error.reason)
+    return None, " and ".join(reasons)
+
+
+def is_plugin(method: SelectionMethod) -> bool:
+    """Whether the method comes from outside the harness (a plugin, a class by path, one
+    defined in a notebook); as :meth:`SelectionMethod.settings` tells them apart."""
+    return not type(method).__module__.startswith("methods.selection.")
+
+
+class SupernetGuard:
+    """The supernet a checkpoint's methods share, as it was loaded.
+
+    Methods must not change it (DESIGN "Core interfaces"); a plugin may all the same. After
+    each method every parameter and buffer (BatchNorm running statistics and batch counts
+    included) is compared bit for bit with the bytes taken at load time: one memory compare,
+    far cheaper than a copy of the supernet per method. A change refuses that method's
+    result, and the supernet is loaded again from its checkpoint, so the methods after it
+    see the checkpoint itself. Train/eval modes, requires_grad flags and gradients are no
+    result of a method and are put back silently. (Hooks or attributes a method sets on
+    modules are beyond this check.)
+    """
+
+    def __init__(self, checkpoint: LoadedCheckpoint, device: str) -> None:
+        self.checkpoint, self.device = checkpoint, device
+        self._snapshot()
+
+    def _snapshot(self) -> None:
+        net = self.checkpoint.supernet
+        state = net.state_dict()
+        self.layout = _layout(state)
+        self.bytes = _flat(state).clone()
+        self.entries, start = {}, 0  # name -> (dtype, shape, device), where its bytes are
+        for (name, *key), tensor in zip(self.layout, state.values(), strict=True):
+            size = tensor.numel() * tensor.element_size()
+            self.entries[name] = (tuple(key), slice(start, start + size))
+            start += size
+        self.modes = [(module, module.training) for module in net.modules()]
+        self.flags = [(p, p.requires_grad, p.grad) for p in net.parameters()]
+
+    def changed(self) -> list[str]:
+        """Names of the tensors (added, removed or changed) that differ from the loaded ones."""
+        state = self.checkpoint.supernet.state_dict()
+        layout = _layout(state)
+        if layout == self.layout:
+            try:
+                if torch.equal(_wide(_flat(state)), _wide(self.bytes)):  # NaN equals NaN here
+                    return []
+            except RuntimeError:  # tensors on several devices: compared one by one below
+                pass
+        names = sorted(set(state) ^ set(self.entries))
+        for (name, *key), tensor in zip(layout, state.values(), strict=True):
+            if name in self.entries:
+                was, where = self.entries[name]
+                if tuple(key) != was or not torch.equal(_as_bytes(tensor), self.bytes[where]):
+                    names.append(name)
+        return names
+
+    def tidy(self) -> None:
+        for module, training in self.modes:
+            if module.training != training:
+                module.training = training
+        for parameter, requires_grad, grad in self.flags:
+            if parameter.requires_grad != requires_grad:
+                parameter.requires_grad_(requires_grad)
+            if parameter.grad is not grad:
+                parameter.grad = grad
+
+    def restore(self) -> None:
+        fresh = load_supernet(self.checkpoint.path, device=self.device)
+        self.checkpoint.supernet = fresh.supernet
+        self._snapshot()
+
+
+def _layout(state: dict[str, torch.Tensor]) -> list[tuple]:
+    return [(name, t.dtype, tuple(t.shape), t.device) for name, t in state.items()]
+
+
+def _flat(state: dict[str, torch.Tensor]) -> torch.Tensor:
+    return torch.cat([_as_bytes(t) for t in state.values()])
+
+
+def _as_bytes(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.detach().reshape(-1).view(torch.uint8)
+
+
+def _wide(flat: torch.Tensor) -> torch.Tensor:
+    """The same bytes as 8-byte words where they divide evenly: compared several times faster."""
+    return flat.view(torch.int64) if flat.numel() % 8 == 0 else flat
+
+
+@contextlib.contextmanager
+def torch_state_kept() -> Iterator[None]:
+    """Torch's global switches as they were: a method that turns gradients off, changes the
+    thread count (CPU results differ in the last bits across thread counts) or the default
+    dtype leaves the methods after it unaffected."""
+    grad, threads, dtype = (
+        torch.is_grad_enabled(),
+        torch.get_num_threads(),
+        torch.get_default_dtype(),
+    )
+    try:
+        yield
+    finally:
+        torch.set_grad_enabled(grad)
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        torch.set_default_dtype(dtype)
+
+
+@dataclass(frozen=True)
+class MethodProblem:
+    """Why a method stored nothing at one checkpoint (plain values: it crosses processes)."""
+
+    label: str  # "selection method 'name' (module:Class)"
+    reason: str
+    seed: int
+    epoch: int
+
+    def sentence(self) -> str:
+        return f"{self.label} {self.reason} at seed {self.seed} epoch {self.epoch}"
+
+
+class MethodsFailed(HarnessError):
+    """Methods stored nothing at some checkpoints; raised once everything else is done."""
+
+    def __init__(self, problems: list[MethodProblem], done: str, summary: Any = None) -> None:
+        self.problems, self.summary = list(problems), summary
+        by_label: dict[str, list[MethodProblem]] = {}
+        for problem in problems:
+            by_label.setdefault(problem.label, []).append(problem)
+        parts = []
+        for found in by_label.values():
+            more = len(found) - 1
+            also = f" (and at {more} more checkpoint{'s' * (more > 1)})" if more else ""
+            parts.append(f"{found[0].sentence()}{also}, so it stored nothing there")
+        super().__init__("; ".join([*parts, done]))
+
+
+def read_selection(path: Path, space: SearchSpace | None = None) -> dict | None:
+    """A stored selection, or None when it is missing, damaged or no selection in its run's
+    space (then it is recomputed, and the tables leave it out); ``space``: the run's, read
+    from its settings.json when not given."""
+    return read_selection_checked(path, space)[0]
+
+
+def read_selection_checked(
+    path: Path, space: SearchSpace | None = None
+) -> tuple[dict | None, str | None]:
+    """(the stored selection, None), or (None, why the file holds none, in words)."""
+    raw = read_json(path)
+    if raw is None:
+        return None, "missing or not JSON"
+    try:
+        selection = Selection.from_dict(raw["selection"])
         int(raw["seed"]), int(raw["epoch"]), str(raw["run_key"])
-    except (TypeError, KeyError, ValueError, AttributeError):
+        space = space or _run_space(Path(path).parent.parent.parent)
+        if space is not None:  # what is written now was checked; earlier versions wrote anything
+            check_selection(selection, space)
+    except InvalidSelection as error:
+        return None, error.reason
+    except (TypeError, KeyError, ValueError, AttributeError) as error:
+        return None, f"incomplete ({type(error).__name__}: {error})"
+    return raw, None
+
+
+def _run_space(run_dir: Path) -> SearchSpace | None:
+    try:
+        stat = (run_dir / "settings.json").stat()
+    except OSError:
         return None
-    return raw
+    return _space_in_settings(str(run_dir), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _space_in_settings(run_dir: str, mtime_ns: int, size: int) -> SearchSpace | None:
+    # Keyed by the file's time and size too: a rebuilt settings.json is read again.
+    settings = read_json(Path(run_dir) / "settings.json")
+    try:
+        return SpaceSettings(**settings["config"]["space"]).search_space()
+    except (TypeError, KeyError, ValueError, HarnessError):
+        return None  # the tables report a damaged settings.json themselves
 
 
 def _stored(raw: dict, checkpoint: LoadedCheckpoint, path: Path, computed: bool):

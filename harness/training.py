@@ -124,6 +124,21 @@ def _train_locked(
         start = state["epoch"]
         log.info("seed %d: resuming run %s from epoch %d", seed, key, start)
 
+    def save(done: int) -> None:
+        run.save_checkpoint(
+            done,
+            {
+                "epoch": done,
+                "settings": settings,
+                "model": supernet.state_dict(),
+                "algorithm": algorithm.state_dict(),
+                "rng": {"torch": torch.get_rng_state()},
+                "metrics": metrics,
+            },
+        )
+
+    if start == 0 and 0 in missing:
+        save(0)  # the untrained supernet (train.initial_checkpoint)
     bar = tqdm(total=stop, initial=start, desc=f"seed {seed}", unit="epoch", disable=not progress)
     for epoch in range(start, stop):
         began = time.perf_counter()
@@ -169,24 +184,15 @@ def _train_locked(
         bar.update(1)
         done = epoch + 1
         if done in missing:
-            run.save_checkpoint(
-                done,
-                {
-                    "epoch": done,
-                    "settings": settings,
-                    "model": supernet.state_dict(),
-                    "algorithm": algorithm.state_dict(),
-                    "rng": {"torch": torch.get_rng_state()},
-                    "metrics": metrics,
-                },
-            )
+            save(done)
     bar.close()
     return TrainOutcome(key, seed, run.dir, stop - start, start, run.completed_epochs())
 
 
 def checkpoint_epochs(train: TrainSettings) -> list[int]:
     every, total = train.checkpoint_every, train.epochs
-    return sorted({*range(every, total + 1, every), total})
+    initial = {0} if train.initial_checkpoint else set()
+    return sorted({*initial, *range(every, total + 1, every), total})
 
 
 def missing_checkpoints(train: TrainSettings, completed: list[int]) -> list[int]:

@@ -113,8 +113,9 @@ def test_retraining_is_deterministic(tmp_path, arrays):
     a = retrain_genotype(V2, settings, 3, arrays, tmp_path / "a")
     b = retrain_genotype(V2, settings, 3, arrays, tmp_path / "b")
     assert a.result["test_acc"] == b.result["test_acc"]
-    state_a = torch.load(tmp_path / "a" / "retrains" / a.key / "checkpoint.pt", weights_only=False)
-    state_b = torch.load(tmp_path / "b" / "retrains" / b.key / "checkpoint.pt", weights_only=False)
+    final = Path("checkpoints") / "epoch_0001.pt"  # only the newest checkpoint is kept
+    state_a = torch.load(tmp_path / "a" / "retrains" / a.key / final, weights_only=False)
+    state_b = torch.load(tmp_path / "b" / "retrains" / b.key / final, weights_only=False)
     assert all(torch.equal(state_a["model"][k], state_b["model"][k]) for k in state_a["model"])
 
 
@@ -123,7 +124,8 @@ def test_cifar100_retrain_builds_a_100_way_classifier(tmp_path):
     arrays.train_labels = torch.arange(200) % 100
     arrays.test_labels = torch.arange(60) % 100
     outcome = retrain_genotype(V2, _settings(epochs=1), 0, arrays, tmp_path, dataset="cifar100")
-    state = torch.load(tmp_path / "retrains" / outcome.key / "checkpoint.pt", weights_only=False)
+    final = tmp_path / "retrains" / outcome.key / "checkpoints" / "epoch_0001.pt"
+    state = torch.load(final, weights_only=False)
     assert state["model"]["classifier.weight"].shape[0] == 100
     assert outcome.result["dataset"] == "cifar100"
 
@@ -160,18 +162,19 @@ def test_kill_9_during_retraining_resumes_identically(tmp_path, tiny_image_folde
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     deadline = time.monotonic() + 120
-    while not list(killed.glob("retrains/*/checkpoint.pt")):
+    while not list(killed.glob("retrains/*/checkpoints/epoch_*.pt")):
         assert time.monotonic() < deadline, "no retrain checkpoint appeared"
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not list(killed.glob("retrains/*/result.json")), "the kill came too late"
-    partial = torch.load(next(killed.glob("retrains/*/checkpoint.pt")), weights_only=False)
+    partial = next(killed.glob("retrains/*/checkpoints/epoch_*.pt"))
+    partial = torch.load(partial, weights_only=False)
     assert partial["epoch"] < 6
 
     assert main(_retrain_args(tiny_image_folder, killed, cache)) == 0
-    [done_straight] = straight.glob("retrains/*/checkpoint.pt")
-    [done_killed] = killed.glob("retrains/*/checkpoint.pt")
+    [done_straight] = straight.glob("retrains/*/checkpoints/epoch_*.pt")
+    [done_killed] = killed.glob("retrains/*/checkpoints/epoch_*.pt")
     a = torch.load(done_straight, weights_only=False)
     b = torch.load(done_killed, weights_only=False)
     assert a["epoch"] == b["epoch"] == 6

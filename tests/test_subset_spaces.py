@@ -105,7 +105,8 @@ SPECS = [
     "darts-pt[fix-alpha,finetune_epochs=0.25,num_batches=1]", "ostr[num_batches=1]",
     "ostr[no-none,num_batches=1]", "ostr[taylor,num_batches=1]",
     "ostr[greedy,num_batches=1]", "ostr[candidate_batch=4,num_batches=1]",
-    "opp-loss[num_batches=1]", "random", "oracle",
+    "opp-loss[num_batches=1]", "shapley[samples=2,num_batches=1,bn_mode=train]",
+    "zc-pt[pool_size=1,validate_rounds=1]", "random", "oracle",
 ]  # fmt: skip
 
 

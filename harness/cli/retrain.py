@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from harness import api
 from harness.cli.options import add_data_arguments, add_ground_truth_argument
-from harness.retraining import PROTOCOL_DESCRIPTIONS, PROTOCOLS
+from harness.errors import HarnessError
+from harness.retraining import PROTOCOLS, RetrainSettings
+
+PROTOCOL_DESCRIPTIONS = {
+    "paper": "DARTS's evaluation: 20 cells, C=36, 600 epochs, batch 96, cutout 16, auxiliary "
+    "0.4, drop-path 0.2, SGD 0.025 cosine, wd 3e-4, all 50k/10k images; GPU",
+    "proxy": "CPU: 8 cells, C=16, 16x16, 10 epochs, 5000 train / 2000 test images, no "
+    "auxiliary head; minutes",
+    "robustdarts": "RobustDARTS's evaluation (DARTS's recipe at 8 cells, C=16), which "
+    "DARTS-PT used on CIFAR-100 and SVHN; GPU",
+    "smoke": "tiny, for tests; seconds",
+}
+# What --set may name: every retrain value but the protocol's label (that is --protocol).
+FIELDS = sorted(f.name for f in dataclasses.fields(RetrainSettings) if f.name != "protocol")
 
 
 def register(commands) -> None:
@@ -63,6 +77,8 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    for item in args.set:
+        _check_setting(item)
     epoch = args.epoch if args.epoch in ("final", "all") else _epoch(args.epoch)
     rows = api.retrain(
         args.genotype, protocol=args.protocol, seeds=args.seeds, settings=args.set,
@@ -80,9 +96,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _epoch(text: str) -> int:
-    from harness.errors import HarnessError
+def _check_setting(item: str) -> None:
+    """``harness retrain`` takes retrain values only; say so, and which, for anything else
+    (the generic message lists the sections of ``harness run``, which this command refuses)."""
+    name, equals, _ = item.partition("=")
+    section, dot, field = name.partition(".")
+    if not (equals and dot and section == "retrain" and field in FIELDS):
+        raise HarnessError(f"cannot read --set {item!r}: write --set retrain.FIELD=VALUE with "
+                           f"FIELD one of {', '.join(FIELDS)}")  # fmt: skip
 
+
+def _epoch(text: str) -> int:
     try:
         return int(text)
     except ValueError:

@@ -31,7 +31,8 @@ def register(commands) -> None:
     parser.add_argument(
         "--methods",
         default="all",
-        help="comma-separated selection methods, or all (default); "
+        help="comma-separated selection methods, or all (default: every method the space "
+        "allows; the oracle only where it has a tabular benchmark); "
         + ", ".join(f"{g} = {','.join(m)}" for g, m in METHOD_GROUPS.items()),
     )
     add_seed_store_arguments(parser)

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import HarnessError
+from harness.store import read_parquet_table
 
 log = logging.getLogger(__name__)
 
@@ -96,14 +97,11 @@ def load_results(results_dir: Path) -> ResultTables:
 
 
 def _read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
-    try:
-        # Page checksums (written by harness.records) catch silent corruption on read.
-        frame = pd.read_parquet(path, page_checksum_verification=True)
-    except Exception as error:  # pyarrow raises several types for damaged files
-        raise HarnessError(
-            f"{path} is not a readable Parquet table ({type(error).__name__}); "
-            "re-run `harness run` to rewrite it"
-        ) from None
+    # Page checksums catch damaged data pages, the schema recorded in the file (harness.store)
+    # a damaged footer, which can rename a column or change its type without a read failing.
+    frame = read_parquet_table(
+        path, "delete it and re-run `harness run`, which rebuilds the tables from the store"
+    )
     if "space" not in frame.columns:
         frame["space"] = SPACE_BEFORE_IT_WAS_RECORDED
     missing = [c for c in columns if c not in frame.columns]

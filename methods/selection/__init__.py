@@ -7,8 +7,9 @@ built-in method, one an installed package offers through the entry point group
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.config import parse_literal
 from harness.errors import HarnessError
@@ -27,10 +28,16 @@ from methods.selection.oracle import Oracle
 from methods.selection.ostr import ABLATION as OSTR_ABLATION
 from methods.selection.ostr import OStr
 from methods.selection.random_cell import RandomCell
+from methods.selection.shapley import Shapley
+from methods.selection.zc_pt import ZcPt
+
+if TYPE_CHECKING:
+    from spaces.base import SearchSpace
 
 # The built-in methods; method_registry() adds the installed plugins.
 SELECTION_METHODS: dict[str, type[SelectionMethod]] = {
-    cls.name: cls for cls in (Magnitude, DartsPT, OStr, OppLoss, RandomCell, Oracle)
+    cls.name: cls
+    for cls in (Magnitude, DartsPT, OStr, OppLoss, Shapley, ZcPt, RandomCell, Oracle)
 }
 _REGISTRY: list[Registry] = []
 
@@ -66,15 +73,36 @@ def make_method(spec: str, baselines: dict[str, dict[str, Any]] | None = None) -
     else:
         cls = method_registry().get(name)
     options: dict[str, Any] = {}
+    set_by: dict[str, str] = {}  # option -> the part of the spec that set it
     for part in filter(None, (p.strip() for p in (inner or "").split(","))):
         key, sep, value = part.partition("=")
+        if sep and not key.strip():
+            raise HarnessError(f"cannot read {part!r} in method {spec.strip()!r}: write "
+                               "option=value")  # fmt: skip
         if sep:
-            options[key.strip()] = parse_literal(value.strip())
+            given = {key.strip(): parse_literal(value.strip())}
         elif part in cls.aliases:
-            options.update(cls.aliases[part])
+            given = dict(cls.aliases[part])
         else:
             known = ", ".join(cls.aliases) or "none"
             raise HarnessError(f"unknown variant {part!r} of {name}; variants: {known}")
+        # A second setting would silently win (and an alias overridden back to the default
+        # would even reuse the plain method's stored selections): refuse any repeat.
+        for option, setting in given.items():
+            if option in set_by:
+                raise HarnessError(
+                    f"method {spec.strip()!r} sets option {option} twice ({set_by[option]} and "
+                    f"{part}): give each option once"
+                )
+            set_by[option] = part
+            options[option] = setting
+    # Unknown options are one sentence here, before the constructor takes them as keywords
+    # (``baseline=`` would collide with its own); values are checked there, with the preset's.
+    known = [f.name for f in dataclasses.fields(cls.options_class)]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise HarnessError(f"unknown option(s) {', '.join(unknown)} for {name}; known: "
+                           f"{', '.join(sorted(known)) or 'none'}")  # fmt: skip
     return cls(baseline=(baselines or {}).get(name), **options)
 
 
@@ -100,11 +128,19 @@ def method_spec(method: SelectionMethod) -> str:
 
 
 def parse_method_list(
-    text: str, baselines: dict[str, dict[str, Any]] | None = None
+    text: str,
+    baselines: dict[str, dict[str, Any]] | None = None,
+    space: SearchSpace | None = None,
 ) -> list[SelectionMethod]:
-    """'ostr,magnitude' or 'all'; commas inside [...] belong to the variant."""
+    """'ostr,magnitude' or 'all'; commas inside [...] belong to the variant. 'all' is every
+    method ``space`` allows: upper bounds (the oracle) read a tabular benchmark, so a space
+    without one leaves them out rather than refusing the 'all' it was given."""
     if text.strip() == "all":
-        return [make_method(name, baselines) for name in method_registry().classes]
+        return [
+            make_method(name, baselines)
+            for name, cls in method_registry().classes.items()
+            if space is None or space.benchmark is not None or not cls.upper_bound
+        ]
     specs, depth, current = [], 0, ""
     for char in text:
         depth += {"[": 1, "]": -1}.get(char, 0)

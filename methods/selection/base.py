@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
+import numbers
 import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -19,6 +21,7 @@ import numpy as np
 import torch
 
 from harness.config import TrainSettings
+from harness.errors import HarnessError
 from harness.search_data import SearchData
 from methods.supernet.base import parse_options
 from spaces.base import Supernet
@@ -143,16 +146,21 @@ class SelectionMethod:
     def select(self, supernet: Supernet, context: SelectionContext) -> Selection:
         cost = SelectionCost()
         began = time.perf_counter()
-        choices, scores, order, *pruning = self.choose(supernet, context, cost)
+        returned = self.choose(supernet, context, cost)
         cost.wall_seconds = time.perf_counter() - began
+        space = supernet.space
+        try:
+            choices, scores, order, pruning = _unpack(returned, space)
+        except _Refused as error:
+            raise InvalidSelection(method_label(self), str(error)) from None
         topology = None
-        if supernet.space.topology != "every-edge":
-            topology = {"rule": self.topology_rule, **(pruning[0] if pruning else {})}
+        if space.topology != "every-edge":
+            topology = {"rule": self.topology_rule, **(pruning or {})}
         return Selection(
             method=self.display_name,
-            arch=supernet.space.encode(choices),  # refuses a cell outside the space
-            scores=[[float(v) for v in row] for row in np.asarray(scores, dtype=float)],
-            edge_order=[int(e) for e in order],
+            arch=space.encode_unchecked(choices),  # _unpack checked it is a cell of the space
+            scores=scores,
+            edge_order=order,
             cost=cost,
             settings=self.settings(),
             upper_bound=self.upper_bound,
@@ -173,8 +181,6 @@ def working_copy(supernet: Supernet) -> Supernet:
     return copy.deepcopy(supernet)
 
 
-
-
 def edge_order(seed: int | list[int], edges: list[int]) -> list[int]:
     """A random order of ``edges`` that depends only on ``seed``."""
     generator = np.random.default_rng(seed)
@@ -188,3 +194,221 @@ def fixed_weights(base: torch.Tensor, decided: dict[int, int]) -> torch.Tensor:
         weights[edge] = 0.0
         weights[edge, op] = 1.0
     return weights
+
+
+# -- what a method returns ------------------------------------------------------------
+# Checked before anything is stored: a wrong return is refused in one sentence naming the
+# method, never coerced (int(1.7) would record op 1) or written for the tables to trip on.
+
+
+class InvalidSelection(HarnessError):
+    """A method's return that is no selection; ``reason`` says why without naming it."""
+
+    def __init__(self, label: str, reason: str) -> None:
+        super().__init__(f"{label} {reason}")
+        self.reason = reason
+
+
+class _Refused(ValueError):
+    """Why a returned value is refused; the caller names the method."""
+
+
+def method_label(method: Any) -> str:
+    """``selection method 'name[variant]' (module:Class)``: whose result it is, in words."""
+    cls = type(method)
+    try:
+        name = method.display_name
+    except Exception:  # a plugin's own display_name may be what is broken
+        name = getattr(method, "name", "?")
+    return f"selection method {name!r} ({cls.__module__}:{cls.__qualname__})"
+
+
+_LABELS = ("method", "settings", "upper_bound")
+
+
+def check_selection(selection: Any, space: Any, method: SelectionMethod | None = None) -> Selection:
+    """``selection`` with plain Python values, or :class:`InvalidSelection`: the arch a
+    cell of ``space`` in its own spelling, scores edges x ops of finite numbers or NaN,
+    the edge order a permutation of the edges; with ``method``, also labelled as that
+    method (its display name, settings and upper-bound flag), so that no method's rows
+    pass for another's in the tables."""
+    label = method_label(method) if method is not None else "the stored selection"
+
+    def refuse(reason: str) -> InvalidSelection:
+        return InvalidSelection(label, reason)
+
+    if not isinstance(selection, Selection):
+        raise refuse(f"returned {_short(selection)} from select(), not a Selection")
+    if not isinstance(selection.arch, str):
+        raise refuse(f"returned arch {_short(selection.arch)}, not a genotype string")
+    try:
+        choices = space.decode(selection.arch)
+        canonical = space.encode(choices)
+    except Exception as error:  # a space's parser may raise anything on a bad string
+        raise refuse(
+            f"returned arch {_short(selection.arch)}, not a cell of space {space.name} "
+            f"({_first_line(error)})"
+        ) from None
+    if canonical != selection.arch:
+        raise refuse(
+            f"returned arch {selection.arch!r}, which space {space.name} spells {canonical!r}"
+        )
+    try:
+        scores = _scores(selection.scores, space)
+        order = _edge_order(selection.edge_order, space)
+        cost = _cost(selection.cost)
+        topology = _topology(selection.topology)
+    except _Refused as error:
+        raise refuse(str(error)) from None
+    if method is not None:
+        own = (method.display_name, _plain(method.settings()), method.upper_bound)
+        said = (selection.method, _plain(selection.settings), selection.upper_bound)
+        wrong = [f for f, a, b in zip(_LABELS, said, own, strict=True) if a != b]
+        if wrong:
+            raise refuse(
+                f"returned a Selection whose {' and '.join(wrong)} "
+                f"{'is' if len(wrong) == 1 else 'are'} not its own (build it "
+                "with method=self.display_name, settings=self.settings(), "
+                "upper_bound=self.upper_bound)"
+            )
+    plain = {"scores": scores, "edge_order": order, "cost": cost, "topology": topology}
+    return dataclasses.replace(selection, settings=dict(selection.settings), **plain)
+
+
+def _unpack(returned: Any, space: Any) -> tuple[tuple[int, ...], list, list[int], dict | None]:
+    """choose()'s (choices, scores, edge_order[, topology]), checked and made plain."""
+    if not isinstance(returned, tuple | list) or len(returned) not in (3, 4):
+        raise _Refused(
+            f"returned {_short(returned)} from choose(), not (choices, scores, "
+            "edge_order[, topology])"
+        )
+    pruning = returned[3] if len(returned) == 4 else None
+    if pruning is not None and not isinstance(pruning, dict):
+        raise _Refused(f"returned topology {_short(pruning)}, not a dict")
+    return (
+        _cell(returned[0], space),
+        _scores(returned[1], space),
+        _edge_order(returned[2], space),
+        _topology(pruning),
+    )
+
+
+def _integers(values: Any, what: str, space: Any) -> list[int]:
+    """Op or edge indices as ints; floats (1.7 is no op), bools and names are refused."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    if isinstance(values, np.ndarray):
+        values = values.tolist() if values.ndim == 1 else None
+    if not isinstance(values, list | tuple):
+        raise _Refused(
+            f"returned {what} {_short(values)}, not a list of {space.num_edges} integers"
+        )
+    for value in values:
+        if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+            hint = " (an op name is no index: space.op_names.index(name) is)"
+            raise _Refused(
+                f"returned {what} {_short(values)}: {value!r} is not an integer"
+                + (hint if isinstance(value, str) else "")
+            )
+    if len(values) != space.num_edges:
+        raise _Refused(
+            f"returned {what} {_short(values)}: {len(values)} entries for the "
+            f"{space.num_edges} edges of space {space.name}"
+        )
+    return [int(v) for v in values]
+
+
+def _cell(choices: Any, space: Any) -> tuple[int, ...]:
+    values = _integers(choices, "choices", space)
+    try:
+        return space.check_cell(values)
+    except HarnessError as error:
+        raise _Refused(f"chose a cell outside space {space.name}: {error}") from None
+
+
+def _edge_order(order: Any, space: Any) -> list[int]:
+    values = _integers(order, "edge order", space)
+    if sorted(values) != list(range(space.num_edges)):
+        raise _Refused(
+            f"returned edge order {values}, not an order of the edges 0..{space.num_edges - 1} "
+            "(each once)"
+        )
+    return values
+
+
+def _scores(scores: Any, space: Any) -> list[list[float]]:
+    """Edges x ops of finite numbers, NaN (or None) where the method scored nothing."""
+    if isinstance(scores, torch.Tensor):
+        scores = scores.detach().cpu().numpy()
+    if isinstance(scores, np.ndarray):
+        scores = scores.tolist()
+    rows = scores if isinstance(scores, list | tuple) else None
+    if (
+        rows is None
+        or len(rows) != space.num_edges
+        or any(
+            not isinstance(row, list | tuple | np.ndarray) or len(row) != space.num_ops
+            for row in rows
+        )
+    ):
+        raise _Refused(
+            f"returned scores {_short(scores)}, not {space.num_edges} edges x {space.num_ops} ops"
+        )
+    plain = []
+    for row in rows:
+        plain.append([])
+        for value in list(row):
+            if value is None:
+                value = math.nan
+            if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+                raise _Refused(f"returned a score {_short(value)}, not a number")
+            try:
+                value = float(value)
+            except OverflowError:  # an int beyond float's range
+                value = math.inf
+            if math.isinf(value):
+                raise _Refused(
+                    "returned an infinite score: scores are finite numbers, NaN where an op "
+                    "was not scored"
+                )
+            plain[-1].append(value)
+    return plain
+
+
+def _cost(cost: Any) -> SelectionCost:
+    if not isinstance(cost, SelectionCost):
+        raise _Refused(f"returned cost {_short(cost)}, not a SelectionCost")
+    values = {}
+    for f in dataclasses.fields(SelectionCost):
+        value = getattr(cost, f.name)
+        whole = f.name != "wall_seconds"
+        kinds = (int, np.integer) if whole else (int, float, np.integer, np.floating)
+        if isinstance(value, bool) or not isinstance(value, kinds) or not 0 <= value < math.inf:
+            what = "count" if whole else "number of seconds"
+            raise _Refused(f"returned cost {f.name}={_short(value)}, not a {what}")
+        values[f.name] = int(value) if whole else float(value)
+    return SelectionCost(**values)
+
+
+def _topology(topology: Any) -> dict | None:
+    if topology is None:
+        return None
+    try:  # stored as JSON: what JSON cannot hold (numpy ints, tensors) would be mangled
+        return json.loads(json.dumps(topology, allow_nan=True))
+    except (TypeError, ValueError):
+        raise _Refused(f"returned topology {_short(topology)}, which JSON cannot hold") from None
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as its JSON text would read back (settings compare as they are stored)."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"

@@ -9,11 +9,19 @@ from methods.supernet.darts import DartsFirstOrder, DartsSecondOrder
 from methods.supernet.fixed_alpha import DartsFixedAlpha
 from methods.supernet.lambda_darts import LambdaDarts
 from methods.supernet.opp_darts import OppDarts
+from methods.supernet.shapley_nas import ShapleyNas
 
 # The built-in algorithms; algorithm_registry() adds the installed plugins.
 ALGORITHMS: dict[str, type[SupernetAlgorithm]] = {
     cls.name: cls
-    for cls in (DartsFirstOrder, DartsSecondOrder, DartsFixedAlpha, LambdaDarts, OppDarts)
+    for cls in (
+        DartsFirstOrder,
+        DartsSecondOrder,
+        DartsFixedAlpha,
+        LambdaDarts,
+        OppDarts,
+        ShapleyNas,
+    )
 }
 _REGISTRY: list[Registry] = []
 

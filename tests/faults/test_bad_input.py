@@ -1,12 +1,23 @@
 """Bad input at the command line: one sentence naming the thing and what to do, exit 2,
-no traceback, and nothing written."""
+no traceback, and nothing written (and the library's HarnessError says the same)."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import namedtuple
+from pathlib import Path
 
 import pytest
 import torch
 
+from harness import api
 from harness.cli import main
+from harness.config import SpaceSettings
+from harness.errors import HarnessError
+from methods.selection import make_method, parse_method_list
+from spaces.darts.genotype import DARTS_V2, as_genotype, parse_genotype
 
 
 @pytest.fixture
@@ -22,6 +33,7 @@ def _refused(capsys, args, pattern):
     err = capsys.readouterr().err.strip()
     assert "Traceback" not in err and len(err.splitlines()) == 1, err
     assert pattern in err, err
+    return err
 
 
 CASES = [
@@ -89,3 +101,139 @@ def test_a_ground_truth_table_without_numbers_in_its_main_column(run_args, tmp_p
     _refused(capsys, run_args("--ground-truth", str(broken)), "cifar10_test_200ep column has no "
              "numbers")  # fmt: skip
     assert not (tmp_path / "results" / "runs").exists()
+
+
+# -- genotypes (harness retrain --genotype), method options, --methods all, plugins by path --
+
+V2 = repr(DARTS_V2)
+
+
+@pytest.mark.parametrize(
+    ("genotype", "pattern"),
+    [
+        (V2.replace("('sep_conv_3x3', 0)", "('sep_conv_3x3', 0, 1)", 1),
+         "genotype normal holds ('sep_conv_3x3', 0, 1) where an (op, input) pair belongs"),
+        ("Genotype(normal=3, normal_concat=[2, 3, 4, 5], reduce=[], reduce_concat=[2, 3, 4, 5])",
+         "genotype normal must be a list of (op, input) pairs, not 3"),
+        (V2.replace("('sep_conv_3x3', 0)", "('sep_conv_3x3',)", 1),
+         "holds ('sep_conv_3x3',) where an (op, input) pair belongs"),
+        (V2.replace("normal_concat=[2, 3, 4, 5]", "normal_concat=5"),
+         "genotype normal_concat must list node numbers"),
+        (V2.replace("('sep_conv_3x3', 1)", "('sep_conv_3x3', True)", 1),
+         "holds ('sep_conv_3x3', True) where an (op, input) pair belongs"),
+        (V2.replace("[2, 3, 4, 5]", "range(2, 6, 0)", 1), "'range(2, 6, 0)' has a step of 0"),
+        (V2.replace("[2, 3, 4, 5]", "range(2, n)", 1), "'n' is neither a literal nor range(a, b)"),
+        (V2.replace("[2, 3, 4, 5]", "range(2, 7)", 1), "genotype normal_concat must be [2, 3, 4"),
+        (V2.replace("reduce=", "normal=", 1), "field normal is given twice"),
+        (V2.replace("reduce=", "reduction=", 1), "a field 'reduction', where a Genotype names"),
+        ("Genotype(normal=__import__('os'))", "neither a literal nor range"),
+    ],
+)  # fmt: skip
+def test_a_malformed_genotype_is_one_sentence(capsys, tmp_path, genotype, pattern):
+    err = _refused(capsys, ["retrain", "--genotype", genotype, "--results", str(tmp_path)],
+                   pattern)  # fmt: skip
+    assert "<ast." not in err
+    assert not (tmp_path / "retrains").exists()
+    with pytest.raises(HarnessError) as refused:  # the library says the same
+        parse_genotype(genotype)
+    assert pattern in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_darts_printed_range_concat_is_the_listed_genotype():
+    printed = V2.replace("[2, 3, 4, 5]", "range(2, 6)")  # as quark0/darts logs it
+    assert printed.count("range(2, 6)") == 2
+    assert parse_genotype(printed) == parse_genotype(V2) == DARTS_V2
+    assert parse_genotype(printed).normal_concat == [2, 3, 4, 5]  # a list, as printed here
+    # and the DARTS code's own namedtuple, range and all
+    darts = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")
+    theirs = darts(DARTS_V2.normal, range(2, 6), DARTS_V2.reduce, range(2, 6))
+    assert as_genotype(theirs) == DARTS_V2
+
+
+@pytest.mark.parametrize(
+    ("spec", "option"),
+    [
+        ("ostr[num_batches=2,num_batches=3]", "num_batches"),
+        ("ostr[independent,greedy]", "edge_order"),
+        ("ostr[greedy,edge_order=random]", "edge_order"),
+        ("ostr[taylor,taylor]", "estimate"),
+        ("darts-pt[fix-alpha,fix_alpha=false]", "fix_alpha"),
+    ],
+)
+def test_an_option_set_twice_is_one_sentence(run_args, capsys, spec, option):
+    _refused(capsys, run_args("--methods", spec), f"sets option {option} twice")
+    with pytest.raises(HarnessError, match=f"sets option {option} twice"):
+        parse_method_list(spec, {})
+
+
+def test_all_means_the_methods_the_space_allows(run_args, capsys):
+    darts = SpaceSettings(name="darts-s2").search_space()
+    nb201 = SpaceSettings(name="nb201").search_space()
+    assert "oracle" not in [m.name for m in parse_method_list("all", {}, darts)]
+    assert "oracle" in [m.name for m in parse_method_list("all", {}, nb201)]
+    assert "oracle" not in [m.name for m in api.selection_methods("all", "smoke", darts)]
+    # `all` passes the method check in a DARTS space (the bad cluster is what stops it) ...
+    _refused(capsys, run_args("--space", "darts-s2", "--methods", "all", "--cluster",
+                              "tcp://nonsense:::1"), "is not a scheduler address")  # fmt: skip
+    # ... while naming the oracle there is still refused
+    _refused(capsys, run_args("--space", "darts-s2", "--methods", "oracle"),
+             "oracle needs a tabular ground truth")  # fmt: skip
+
+
+PLUGS = '''
+import numpy as np
+
+from methods.selection import SelectionMethod
+
+
+class LastOp(SelectionMethod):
+    name = "last-op-here"
+
+    def choose(self, supernet, context, cost):
+        space = supernet.space
+        scores = np.where(space.candidate_mask, np.arange(space.num_ops, dtype=float), np.nan)
+        return list(space.discretise(scores)), scores, list(range(space.num_edges))
+'''
+
+
+def _without_cwd_on_path(cwd: Path) -> dict[str, str]:
+    """The environment of a process started as the console script is: the folder it runs
+    in is not on sys.path (-P), nor on PYTHONPATH."""
+    env = dict(os.environ)
+    kept = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p) != cwd]
+    env["PYTHONPATH"] = os.pathsep.join(kept)
+    return env
+
+
+def test_a_class_by_path_is_found_in_the_folder_you_run_in(tmp_path, monkeypatch):
+    (tmp_path / "plugs_in_cwd.py").write_text(PLUGS)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    try:
+        assert make_method("plugs_in_cwd:LastOp").name == "last-op-here"
+    finally:
+        sys.modules.pop("plugs_in_cwd", None)
+    with pytest.raises(HarnessError, match="cannot import module 'plugs_absent'"):
+        make_method("plugs_absent:LastOp")
+
+
+def test_the_console_script_and_a_worker_find_plugs_in_their_folder(tmp_path, ground_truth_csv):
+    (tmp_path / "plugs.py").write_text(PLUGS)
+    env = _without_cwd_on_path(tmp_path)
+    script = Path(sys.executable).with_name("harness")
+    # The methods are read before --cluster is checked: only a found plugs:LastOp gets there.
+    run = subprocess.run(
+        [str(script), "run", "--preset", "smoke", "--methods", "plugs:LastOp,magnitude",
+         "--ground-truth", str(ground_truth_csv), "--cluster", "tcp://nonsense:::1"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert "is not a scheduler address" in run.stderr, run.stderr
+    # A --jobs worker rebuilds each method from its spec (harness.pipeline._select_job), in
+    # a fresh process that inherits the folder but not a sys.path holding it.
+    worker = subprocess.run(
+        [sys.executable, "-P", "-c", "from methods.selection import make_method; "
+         "print(make_method('plugs:LastOp').display_name)"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert worker.returncode == 0 and worker.stdout.strip() == "last-op-here", worker.stderr
