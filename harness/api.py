@@ -37,6 +37,7 @@ from methods.selection import (
 )
 from methods.supernet import get_algorithm
 from methods.supernet.base import parse_options
+from spaces import make_space
 from spaces.base import SearchSpace
 from spaces.darts.genotype import Genotype
 
@@ -271,11 +272,11 @@ def run(
         for name in names
     ]  # fmt: skip
     # After the space is known: "all" means every method this space allows.
-    chosen = selection_methods(methods, preset, configs[0].space.search_space())
-    check_methods_fit(chosen, configs[0].space.search_space())
+    chosen = selection_methods(methods, preset, make_space(configs[0].space))
+    check_methods_fit(chosen, make_space(configs[0].space))
     execution = Execution(jobs=jobs, cluster=cluster, threads=threads).validate()
     results_dir = writable_folder(resolve_results_dir(_text(results)), "--results", create=False)
-    if configs[0].space.search_space().benchmark is None:  # its cells are retrained instead
+    if make_space(configs[0].space).benchmark is None:  # its cells are retrained instead
         truth = optional_ground_truth(_text(ground_truth))
     else:
         truth = load_ground_truth(_text(ground_truth))
@@ -375,7 +376,7 @@ def select(
     # Method names are relative to the preset that trained the run, as in `harness run`
     # (one sentence here if the file is not a supernet checkpoint; later ones when selected).
     recorded = load_checkpoint_file(paths[0])["settings"]["config"]
-    searched = SpaceSettings(**recorded["space"]).search_space()
+    searched = make_space(SpaceSettings(**recorded["space"]))
     parsed = selection_methods(methods, recorded["preset"], searched)
     check_methods_fit(parsed, searched)
     truth = load_ground_truth(_text(ground_truth))

@@ -12,6 +12,7 @@ import torch
 from harness.config import ComputeSettings, ExperimentConfig, SpaceSettings
 from harness.errors import HarnessError
 from harness.store import load_checkpoint_file
+from spaces import make_space
 from spaces.base import Supernet
 
 
@@ -19,7 +20,7 @@ def build_supernet(
     space: SpaceSettings, num_classes: int, compute: ComputeSettings | None = None
 ) -> Supernet:
     """The supernet of the search space ``space`` names (see :mod:`spaces`)."""
-    return space.search_space().build_supernet(space, num_classes, compute or ComputeSettings())
+    return make_space(space).build_supernet(space, num_classes, compute or ComputeSettings())
 
 
 @dataclass

@@ -8,8 +8,6 @@ Presets (:mod:`harness.presets`) are just dictionaries of overrides of these fie
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import re
 import types
@@ -18,16 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.errors import HarnessError
-
-# 2: the compute section (cell implementation, memory format, autocast, compile) joined the
-# key, and supernets default to the fused cell in channels-last format, whose float results
-# differ in the last bits from the op-by-op cell that made format-1 stores.
-STORE_FORMAT_VERSION = 2
-# Compiled supernets compute what their graph says, so a change to the graph is a change
-# of numerics for compiled runs only: 2 = the forward as one graph (revision 1 broke it at
-# every pool). In the keys of compiled runs, so their old stores are never reused;
-# uncompiled runs keep their keys.
-COMPILED_GRAPH_REVISION = 2
 
 
 @dataclass(frozen=True)
@@ -51,15 +39,11 @@ class SpaceSettings:
     edge_ops: str | None = None
 
     def validate(self) -> None:
+        """The fields' own checks. Whether ``name`` and the ops name a space is checked where
+        the space is made (``spaces.make_space``, one sentence): settings are plain data and
+        know no space."""
         check_field_types(self, "space")
         _positive(channels=self.channels, cells_per_stage=self.cells_per_stage)
-        self.search_space()
-
-    def search_space(self):
-        """The :class:`spaces.base.SearchSpace` these settings name (one sentence if none)."""
-        from spaces import make_space
-
-        return make_space(self)
 
 
 # Keys are what configs and run keys store; values name the data set in messages.
@@ -262,41 +246,6 @@ class ExperimentConfig:
         )
 
 
-def run_key(config: ExperimentConfig, seed: int, data_fingerprint: str) -> str:
-    """Store key of one supernet run: a hash of everything that determines its checkpoints.
-
-    The preset name is left out (it is only a label for a set of values); the data
-    fingerprint is in, so the JPEG folder and the official files never share a key.
-    """
-    identity = config.to_dict()
-    identity.pop("preset")
-    if config.data.split_file is not None:
-        from harness.split_file import split_file_digest
-
-        identity["data"]["split_file"] = "sha256:" + split_file_digest(config.data.split_file)
-    from methods.supernet import algorithm_source
-
-    if source := algorithm_source(config.algorithm):  # plugins only: built-in keys unchanged
-        identity["algorithm_source"] = source
-    identity.update(seed=seed, data_fingerprint=data_fingerprint, format=STORE_FORMAT_VERSION)
-    _mark_compiled_graph(identity)
-    return hash_settings(identity)
-
-
-def config_key(config_dict: dict[str, Any], data_fingerprint: str) -> str:
-    """Key of an experiment across seeds: what the report groups runs by."""
-    identity = dict(config_dict)
-    identity.pop("preset", None)
-    identity.update(data_fingerprint=data_fingerprint, format=STORE_FORMAT_VERSION)
-    _mark_compiled_graph(identity)
-    return hash_settings(identity)
-
-
-def _mark_compiled_graph(identity: dict[str, Any]) -> None:
-    if identity.get("compute", {}).get("compile"):
-        identity["compiled_graph"] = COMPILED_GRAPH_REVISION
-
-
 def check_device(device: str) -> None:
     """``cpu``, ``cuda`` or ``cuda:N`` naming a device this machine has; else one sentence."""
     match = re.fullmatch(r"cpu|cuda(?::(\d+))?", device)
@@ -345,11 +294,6 @@ def parse_literal(raw: str) -> Any:
         except ValueError:
             pass
     return raw
-
-
-def hash_settings(settings: dict[str, Any]) -> str:
-    canonical = json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def _positive(**values: float) -> None:

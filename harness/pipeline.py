@@ -20,9 +20,10 @@ import joblib
 import torch
 from tqdm.auto import tqdm
 
-from harness.config import ExperimentConfig, TrainSettings, run_key
+from harness.config import ExperimentConfig, TrainSettings
 from harness.errors import HarnessError
 from harness.ground_truth import GroundTruth
+from harness.keys import run_key
 from harness.locations import DataLocation, writable_folder
 from harness.locks import job_lock, lock_path
 from harness.presets import SELECTION_DEFAULTS

@@ -23,6 +23,7 @@ from harness.config import (
 from harness.errors import HarnessError
 from methods.supernet import get_algorithm
 from methods.supernet.base import parse_options
+from spaces import make_space
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # DARTS-PT's NAS-Bench-201 protocol; its search cells' convolutions carry no bias
@@ -169,7 +170,7 @@ def canonical_space(settings: SpaceSettings) -> SpaceSettings:
     """``settings`` with its candidate ops spelled canonically (vocabulary order; the full
     space as no ops), so that one space never gets two store keys."""
     settings.validate()
-    space = settings.search_space()
+    space = make_space(settings)
     canonical = space.canonical_settings()
     bias = settings.cell_conv_bias
     if bias is not None and bias != space.reference_conv_bias and not space.conv_bias_settable:
@@ -188,7 +189,7 @@ def supported_compute(
 ) -> ComputeSettings:
     """``compute`` with every value the space's supernet cannot honour set to one it can,
     so that records never claim what did not run; a value asked for explicitly is refused."""
-    searched = space.search_space()
+    searched = make_space(space)
     changes = {}
     for name, allowed in searched.compute_support.items():
         value = getattr(compute, name)
@@ -240,7 +241,7 @@ def build_config(
         **sections,
     )
     config.validate()
-    algorithm_class.check_settings(options, config.train, config.space.search_space())
+    algorithm_class.check_settings(options, config.train, make_space(config.space))
     return config
 
 

@@ -24,9 +24,10 @@ from typing import Any
 
 import pandas as pd
 
-from harness.config import SpaceSettings, config_key, hash_settings
+from harness.config import SpaceSettings
 from harness.errors import HarnessError
 from harness.ground_truth import COLUMN_PATTERN, GroundTruth
+from harness.keys import config_key, hash_settings
 from harness.locks import job_lock, lock_path
 from harness.retraining import canonical_genotype, result_problem
 from harness.selecting import read_selection_checked
@@ -37,6 +38,7 @@ from harness.store import (
     read_json,
     remove_orphan_temp_files,
 )
+from spaces import make_space
 from spaces.base import SearchSpace
 from spaces.darts.space import VARIANTS as DARTS_SPACES
 
@@ -98,7 +100,7 @@ def collect_tables(
                             run_dir / "settings.json", run_dir.name)  # fmt: skip
             continue
         identity = _run_identity(settings)
-        space = SpaceSettings(**settings["config"]["space"]).search_space()
+        space = make_space(SpaceSettings(**settings["config"]["space"]))
         truth_here = truth if space.benchmark == BENCHMARK else None
         metrics = _read_metrics(run_dir / "metrics.csv")
         runs.append({**identity, **_run_summary(metrics, settings)})
@@ -221,7 +223,7 @@ def _run_identity(settings: dict[str, Any]) -> dict[str, Any]:
     return {
         "config_key": config_key(config, settings["data_fingerprint"]),
         "preset": config["preset"],
-        "space": SpaceSettings(**config["space"]).search_space().label,
+        "space": make_space(SpaceSettings(**config["space"])).label,
         "algorithm": config["algorithm"],
         "run_key": settings["run_key"],
         "seed": settings["seed"],
@@ -342,7 +344,7 @@ def _genotype_rows(retrained: dict, chosen: set[tuple[str, str]]) -> list[dict[s
 def _widest_space_holding(genotype: str) -> SearchSpace | None:
     # The full DARTS space comes first and holds every cell without S4's noise op.
     for name in DARTS_SPACES:
-        space = SpaceSettings(name=name).search_space()
+        space = make_space(SpaceSettings(name=name))
         try:
             space.decode(genotype)
         except (HarnessError, ValueError, KeyError):

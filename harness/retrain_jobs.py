@@ -19,6 +19,7 @@ from harness.pipeline import Execution, run_parallel, torch_threads, where_this_
 from harness.retraining import RetrainSettings, canonical_genotype, retrain_genotype
 from harness.selecting import read_selection
 from harness.store import read_json
+from spaces import make_space
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def _stored_selections(results_dir: Path) -> list[_Stored]:
         if not isinstance(settings, dict):
             continue
         config = settings["config"]
-        searched = SpaceSettings(**config["space"]).search_space()
+        searched = make_space(SpaceSettings(**config["space"]))
         if searched.benchmark is not None:
             continue
         dataset = config["data"].get("dataset", "cifar10")

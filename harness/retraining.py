@@ -30,10 +30,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from harness.config import check_field_types, hash_settings
+from harness.config import check_field_types
 from harness.data import NORMALISATION, NUM_CLASSES, Batches, CIFAR10Arrays, downsample
 from harness.errors import HarnessError
 from harness.flops import count_multiply_adds
+from harness.keys import hash_settings
 from harness.locks import job_lock, lock_path
 from harness.store import (
     CheckpointStore,

@@ -20,14 +20,16 @@ from typing import Any
 import torch
 
 from harness.checkpoints import LoadedCheckpoint, load_supernet
-from harness.config import SpaceSettings, hash_settings
+from harness.config import SpaceSettings
 from harness.data import CIFAR10Arrays
 from harness.errors import HarnessError
+from harness.keys import hash_settings
 from harness.locks import job_lock
 from harness.search_data import make_search_data
 from harness.store import atomic_write_json, read_json
 from methods.selection import Selection, SelectionContext, SelectionMethod
 from methods.selection.base import InvalidSelection, check_selection, method_label
+from spaces import make_space
 from spaces.base import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -363,7 +365,7 @@ def _space_in_settings(run_dir: str, mtime_ns: int, size: int) -> SearchSpace | 
     # Keyed by the file's time and size too: a rebuilt settings.json is read again.
     settings = read_json(Path(run_dir) / "settings.json")
     try:
-        return SpaceSettings(**settings["config"]["space"]).search_space()
+        return make_space(SpaceSettings(**settings["config"]["space"]))
     except (TypeError, KeyError, ValueError, HarnessError):
         return None  # the tables report a damaged settings.json themselves
 

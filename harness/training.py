@@ -22,9 +22,10 @@ from tqdm.auto import tqdm
 
 import harness
 from harness.checkpoints import build_supernet
-from harness.config import STORE_FORMAT_VERSION, ExperimentConfig, TrainSettings, run_key
+from harness.config import ExperimentConfig, TrainSettings
 from harness.data import NUM_CLASSES, Batches, CIFAR10Arrays
 from harness.errors import HarnessError
+from harness.keys import STORE_FORMAT_VERSION, run_key
 from harness.locks import job_lock, lock_path
 from harness.search_data import make_search_data
 from harness.store import RunStore, atomic_write_bytes

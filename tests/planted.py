@@ -20,7 +20,7 @@ import torch
 
 from harness.data import Batches
 from harness.search_data import SearchData
-from spaces.nb201 import OP_NAMES, BatchNormSettings, NB201Supernet
+from spaces.nb201 import OP_NAMES, BatchNormSettings, NB201Space, NB201Supernet
 from spaces.nb201.networks import SearchCell
 from spaces.nb201.ops import ReLUConvBN, ResNetReduction
 
@@ -32,6 +32,7 @@ SKIP = OP_NAMES.index("skip_connect")
 def planted_supernet() -> NB201Supernet:
     torch.manual_seed(0)
     net = NB201Supernet(
+        space=NB201Space(),
         channels=4,
         cells_per_stage=1,
         num_classes=2,

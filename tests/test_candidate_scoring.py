@@ -14,7 +14,7 @@ from methods.selection.darts_pt import DartsPT
 from methods.selection.opp_loss import OppLoss
 from methods.selection.ostr import OStr
 from methods.selection.scoring import measure, measure_candidates
-from spaces.nb201 import NB201Supernet
+from spaces.nb201 import NB201Space, NB201Supernet
 
 
 @pytest.fixture
@@ -26,7 +26,8 @@ def tiny_context(tiny_arrays):
 
 def _supernet(channels_last=False):
     torch.manual_seed(0)
-    net = NB201Supernet(channels=4, cells_per_stage=1, channels_last=channels_last)
+    net = NB201Supernet(
+        space=NB201Space(), channels=4, cells_per_stage=1, channels_last=channels_last)
     with torch.no_grad():
         net.alphas.normal_()
     return net
@@ -88,7 +89,9 @@ def test_train_mode_scoring_equals_a_tracked_forward_and_writes_no_statistics(
     from tests.batch_norm_state import randomise_batch_norm
 
     torch.manual_seed(0)
-    net = NB201Supernet(channels=4, cells_per_stage=1, cell_impl=cell, channels_last=channels_last)
+    net = NB201Supernet(
+        space=NB201Space(), channels=4, cells_per_stage=1, cell_impl=cell,
+        channels_last=channels_last)
     with torch.no_grad():
         net.alphas.normal_()
     randomise_batch_norm(net)

@@ -9,13 +9,8 @@ import torch
 
 from harness.checkpoints import load_supernet
 from harness.cli import main
-from harness.config import (
-    FORMAT_1_COMPUTE,
-    STORE_FORMAT_VERSION,
-    ComputeSettings,
-    ExperimentConfig,
-    run_key,
-)
+from harness.config import FORMAT_1_COMPUTE, ComputeSettings, ExperimentConfig
+from harness.keys import STORE_FORMAT_VERSION, run_key
 from harness.presets import build_config
 from harness.store import load_checkpoint_file
 from harness.training import train_supernet
@@ -121,13 +116,13 @@ def test_compiling_on_the_cpu_without_a_cxx_compiler_is_refused_before_any_work(
 
 
 def test_a_new_compiled_graph_changes_compiled_keys_only(monkeypatch):
-    import harness.config as config_module
+    import harness.keys as keys_module
 
     compiled = build_config("smoke", {"compute": {"compile": True}})
     eager = build_config("smoke")
     before = {c.compute.compile: run_key(c, 0, "data") for c in (compiled, eager)}
-    groups_before = config_module.config_key(compiled.to_dict(), "data")
-    monkeypatch.setattr(config_module, "COMPILED_GRAPH_REVISION", 1)
+    groups_before = keys_module.config_key(compiled.to_dict(), "data")
+    monkeypatch.setattr(keys_module, "COMPILED_GRAPH_REVISION", 1)
     assert run_key(compiled, 0, "data") != before[True]
-    assert config_module.config_key(compiled.to_dict(), "data") != groups_before
+    assert keys_module.config_key(compiled.to_dict(), "data") != groups_before
     assert run_key(eager, 0, "data") == before[False]

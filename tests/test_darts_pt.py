@@ -16,7 +16,7 @@ from methods.selection.base import SelectionContext, SelectionCost, edge_order
 from methods.selection.darts_pt import DartsPT
 from methods.selection.finetune import finetune, steps_for
 from methods.selection.magnitude import Magnitude
-from spaces.nb201 import NUM_EDGES, NUM_OPS, OP_NAMES, NB201Supernet, decode
+from spaces.nb201 import NUM_EDGES, NUM_OPS, OP_NAMES, NB201Space, NB201Supernet, decode
 
 
 def _planted_context(seed=0):
@@ -44,7 +44,7 @@ def tiny_context(tiny_arrays):
 
 def _tiny_supernet():
     torch.manual_seed(0)
-    return NB201Supernet(channels=4, cells_per_stage=1)
+    return NB201Supernet(space=NB201Space(), channels=4, cells_per_stage=1)
 
 
 # Progressive decisions and ties: on signal-free edges every removal leaves accuracy at

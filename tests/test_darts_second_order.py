@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from methods.supernet.darts import unrolled_alpha_gradient
-from spaces.nb201 import BatchNormSettings, NB201Supernet
+from spaces.nb201 import BatchNormSettings, NB201Space, NB201Supernet
 
 
 def _unrolled_validation_loss(
@@ -43,6 +43,7 @@ RADIUS = 1e-6
 def test_unrolled_gradient_matches_finite_differences(momentum, decay):
     torch.manual_seed(0)
     supernet = NB201Supernet(
+        space=NB201Space(),
         channels=3, cells_per_stage=1, num_classes=4, cell_bn=BatchNormSettings(False, False)
     ).double()
     with torch.no_grad():

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from batch_norm_state import randomise_batch_norm
 
-from spaces.nb201 import OP_NAMES, BatchNormSettings, NB201Supernet
+from spaces.nb201 import OP_NAMES, BatchNormSettings, NB201Space, NB201Supernet
 from spaces.nb201.candidates import candidate_logits
 from spaces.nb201.fused import op_plan
 
@@ -28,12 +28,14 @@ def _pair(cell_bn, channels_last=False, cells_per_stage=1, seed=0):
     """A reference supernet and a fused one holding the same (non-trivial) state."""
     torch.manual_seed(seed)
     reference = NB201Supernet(
+        space=NB201Space(),
         channels=4, cells_per_stage=cells_per_stage, cell_bn=cell_bn, cell_impl="reference"
     )
     with torch.no_grad():
         reference.alphas.normal_()
     randomise_batch_norm(reference)
     fused = NB201Supernet(
+        space=NB201Space(),
         channels=4,
         cells_per_stage=cells_per_stage,
         cell_bn=cell_bn,
@@ -163,8 +165,8 @@ def test_fused_supernet_survives_deepcopy_and_inference_mode_before_training():
 
 def test_bf16_autocast_returns_float_logits_close_to_float32():
     torch.manual_seed(0)
-    full = NB201Supernet(channels=4, cells_per_stage=1)
-    half = NB201Supernet(channels=4, cells_per_stage=1, autocast="bf16")
+    full = NB201Supernet(space=NB201Space(), channels=4, cells_per_stage=1)
+    half = NB201Supernet(space=NB201Space(), channels=4, cells_per_stage=1, autocast="bf16")
     half.load_state_dict(full.state_dict())
     x = torch.randn(8, 3, 8, 8)
     logits = half(x)
@@ -176,11 +178,13 @@ def test_bf16_autocast_returns_float_logits_close_to_float32():
 
 def test_bad_supernet_settings_raise():
     with pytest.raises(ValueError, match="unknown cell implementation"):
-        NB201Supernet(channels=4, cells_per_stage=1, cell_impl="fast")
+        NB201Supernet(space=NB201Space(), channels=4, cells_per_stage=1, cell_impl="fast")
     with pytest.raises(ValueError, match="autocast"):
-        NB201Supernet(channels=4, cells_per_stage=1, autocast="fp16")
+        NB201Supernet(space=NB201Space(), channels=4, cells_per_stage=1, autocast="fp16")
     with pytest.raises(ValueError, match="fused"):
-        NB201Supernet(channels=4, cells_per_stage=1, cell_impl="reference", compile_cells=True)
+        NB201Supernet(
+            space=NB201Space(), channels=4, cells_per_stage=1, cell_impl="reference",
+            compile_cells=True)
 
 
 def _candidates(net):

@@ -10,7 +10,7 @@ import torch
 
 from harness.checkpoints import build_supernet
 from harness.cli import main
-from harness.config import run_key
+from harness.keys import run_key
 from harness.presets import build_config
 from harness.store import RunStore
 

@@ -33,11 +33,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.config import TrainSettings, run_key
+from harness.config import TrainSettings
 from harness.errors import HarnessError
+from harness.keys import run_key
 from harness.presets import build_config
 from methods.supernet import get_algorithm
-from spaces.nb201 import NB201Supernet
+from spaces.nb201 import NB201Space, NB201Supernet
 from tests.batch_norm_state import randomise_batch_norm
 
 EPOCHS, STEPS_PER_EPOCH = 3, 2  # lambda_t = 0, lambda_/2, lambda_
@@ -133,7 +134,7 @@ class ReferenceSearch:
 
 def _start():
     torch.manual_seed(0)
-    net = NB201Supernet(channels=4, cells_per_stage=1, num_classes=4).double()
+    net = NB201Supernet(space=NB201Space(), channels=4, cells_per_stage=1, num_classes=4).double()
     randomise_batch_norm(net)
     with torch.no_grad():
         net.alphas.normal_(0, 0.5)

@@ -18,6 +18,7 @@ from spaces.nb201 import (
     encode,
 )
 from spaces.nb201.codec import all_cells, from_ordinal, to_ordinal
+from spaces.nb201.space import NB201Space
 
 ALL_SKIP = (
     "|skip_connect~0|+|skip_connect~0|skip_connect~1|"
@@ -74,7 +75,7 @@ def test_macro_layout_matches_the_benchmark():
     assert net.classifier.in_features == 64
     out = net(torch.randn(2, 3, 32, 32))
     assert out.shape == (2, 10)
-    supernet = NB201Supernet(channels=16, cells_per_stage=5)
+    supernet = NB201Supernet(space=NB201Space(), channels=16, cells_per_stage=5)
     assert supernet.num_search_cells == 15
     assert supernet.alphas.shape == (6, 5)
     weight_ids = {id(p) for p in supernet.weight_parameters()}
@@ -102,6 +103,7 @@ def _random_cells(count, seed):
 def test_one_hot_supernet_equals_discrete_network(cell_bn, train_mode, cell_impl):
     torch.manual_seed(0)
     supernet = NB201Supernet(
+        space=NB201Space(),
         channels=8, cells_per_stage=2, num_classes=10, cell_bn=cell_bn, cell_impl=cell_impl
     )
     randomise_batch_norm(supernet)
@@ -119,7 +121,8 @@ def test_one_hot_supernet_equals_discrete_network(cell_bn, train_mode, cell_impl
 
 def test_one_hot_row_computes_only_its_op(monkeypatch):
     # Module hooks see the reference cell's per-op calls; the fused cell has its own test.
-    supernet = NB201Supernet(channels=4, cells_per_stage=1, cell_impl="reference")
+    supernet = NB201Supernet(
+        space=NB201Space(), channels=4, cells_per_stage=1, cell_impl="reference")
     calls = {name: 0 for name in OP_NAMES}
     for cell in supernet.cells:
         if not hasattr(cell, "edges"):
@@ -141,7 +144,7 @@ def test_one_hot_row_computes_only_its_op(monkeypatch):
 
 def test_per_cell_weights_match_shared_weights():
     torch.manual_seed(0)
-    supernet = NB201Supernet(channels=4, cells_per_stage=2).eval()
+    supernet = NB201Supernet(space=NB201Space(), channels=4, cells_per_stage=2).eval()
     shared = supernet.mixing_weights().detach()
     per_cell = shared.expand(supernet.num_search_cells, -1, -1)
     x = torch.randn(3, 3, 8, 8)
@@ -151,7 +154,7 @@ def test_per_cell_weights_match_shared_weights():
 
 
 def test_active_ops_mask_zeroes_inactive_ops():
-    supernet = NB201Supernet(channels=4, cells_per_stage=1)
+    supernet = NB201Supernet(space=NB201Space(), channels=4, cells_per_stage=1)
     supernet.active_ops[:, 3] = False
     weights = supernet.mixing_weights()
     assert torch.all(weights[:, 3] == 0)

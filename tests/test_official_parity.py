@@ -25,6 +25,7 @@ from required import module
 
 from harness.presets import build_config
 from methods.supernet import get_algorithm
+from spaces import make_space
 from spaces.darts import official as darts_official
 from spaces.darts.ops import OP_NAMES as DARTS_OPS
 from spaces.darts.search import DartsSupernet
@@ -57,7 +58,7 @@ def _harness_nb201(preset: str = "xautodl", cell: str = "fused", **train):
         "compute": {"cell": cell, "channels_last": False},
     })  # fmt: skip
     torch.manual_seed(0)
-    net = config.space.search_space().build_supernet(config.space, 10, config.compute)
+    net = make_space(config.space).build_supernet(config.space, 10, config.compute)
     return config, net.double()
 
 

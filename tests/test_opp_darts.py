@@ -18,7 +18,7 @@ from harness.store import RunStore
 from harness.training import train_supernet
 from methods.supernet import get_algorithm
 from methods.supernet.opp_darts import admission_epochs, resolved_spacing
-from spaces.nb201 import OP_NAMES, NB201Supernet
+from spaces.nb201 import OP_NAMES, NB201Space, NB201Supernet
 
 SKIP = OP_NAMES.index("skip_connect")
 PARAMETRIC = tuple(OP_NAMES.index(n) for n in ("nor_conv_1x1", "nor_conv_3x3"))
@@ -86,7 +86,7 @@ def test_training_admits_one_op_per_slot_with_skip_last_and_restarts_the_cosine(
 def _algorithm_and_batches(tiny_arrays, **options):
     config = _config(**options)
     torch.manual_seed(0)
-    net = NB201Supernet(channels=4, cells_per_stage=1)
+    net = NB201Supernet(space=NB201Space(), channels=4, cells_per_stage=1)
     algo = get_algorithm("opp-darts")(net, config.train, config.algorithm_options)
     data = make_search_data(DataSettings(resolution=8, images_per_split=128), tiny_arrays,
                             seed=0, batch_size=32)  # fmt: skip
@@ -104,7 +104,7 @@ def test_the_initial_op_is_the_parametric_op_with_the_largest_loss_on_the_whole_
     # A trial is the mean loss over every batch of the weight split (128 images: 4 batches),
     # with only the tried op switched on.
     probe = get_algorithm("opp-darts")(
-        NB201Supernet(channels=4, cells_per_stage=1), _config().train, {}
+        NB201Supernet(space=NB201Space(), channels=4, cells_per_stage=1), _config().train, {}
     )
     probe.supernet.load_state_dict(net.state_dict())
     k = PARAMETRIC[0]

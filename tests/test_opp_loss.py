@@ -17,7 +17,7 @@ from methods.selection.magnitude import Magnitude
 from methods.selection.opp_loss import OppLoss
 from methods.selection.progressive import remove_op
 from methods.selection.scoring import measure
-from spaces.nb201 import NUM_EDGES, OP_NAMES, NB201Supernet, decode
+from spaces.nb201 import NUM_EDGES, OP_NAMES, NB201Space, NB201Supernet, decode
 
 
 def _context(seed=0, data=None):
@@ -103,7 +103,7 @@ def test_caller_untouched_deterministic_and_fine_tunes_on_request(tiny_arrays):
         DataSettings(resolution=8, images_per_split=64), tiny_arrays, seed=0, batch_size=32
     )
     torch.manual_seed(0)
-    net = NB201Supernet(channels=4, cells_per_stage=1)
+    net = NB201Supernet(space=NB201Space(), channels=4, cells_per_stage=1)
     before = {k: v.clone() for k, v in net.state_dict().items()}
     method = OppLoss(num_batches=1, finetune_epochs=0.5)  # one step between decisions
     first = method.select(net, _context(seed=5, data=data))

@@ -16,7 +16,7 @@ from methods.selection.base import SelectionContext, SelectionCost, edge_order, 
 from methods.selection.magnitude import Magnitude
 from methods.selection.ostr import OStr
 from methods.selection.scoring import measure
-from spaces.nb201 import NUM_EDGES, OP_NAMES, NB201Supernet, decode
+from spaces.nb201 import NUM_EDGES, OP_NAMES, NB201Space, NB201Supernet, decode
 
 
 def _context(seed=0, data=None):
@@ -115,7 +115,7 @@ def test_kept_weight_keeps_the_op_at_its_trained_weight():
 def test_kept_weight_and_one_hot_replacement_measure_different_things(tiny_arrays):
     data = _tiny_data(tiny_arrays)
     torch.manual_seed(0)
-    net = NB201Supernet(channels=4, cells_per_stage=1)
+    net = NB201Supernet(space=NB201Space(), channels=4, cells_per_stage=1)
     with torch.no_grad():
         net.alphas.normal_()  # weights well below one, so the two readings part
     scores = {
@@ -147,7 +147,7 @@ def test_taylor_strength_is_the_directional_derivative(tiny_arrays, bn_mode, rep
     data = _tiny_data(tiny_arrays)
     data = dataclasses.replace(data, alpha_eval=_DoubleBatches(data.alpha_eval))
     torch.manual_seed(0)
-    net = NB201Supernet(channels=4, cells_per_stage=1).double()
+    net = NB201Supernet(space=NB201Space(), channels=4, cells_per_stage=1).double()
     with torch.no_grad():
         net.alphas.normal_()  # an uneven W, so the W_e term of the estimate matters
     method = OStr(estimate="taylor", edge_order="independent", num_batches=1, bn_mode=bn_mode,
@@ -227,7 +227,7 @@ def test_split_option_chooses_the_data():
 def test_finetuning_works_on_a_copy_and_is_deterministic(tiny_arrays):
     data = _tiny_data(tiny_arrays)
     torch.manual_seed(0)
-    net = NB201Supernet(channels=4, cells_per_stage=1)
+    net = NB201Supernet(space=NB201Space(), channels=4, cells_per_stage=1)
     before = {k: v.clone() for k, v in net.state_dict().items()}
     method = OStr(finetune_epochs=0.5, num_batches=1)  # one step between decisions
     first = method.select(net, _context(seed=3, data=data))
@@ -303,7 +303,7 @@ NONE = OP_NAMES.index("none")
 @pytest.mark.parametrize("estimate", ["exact", "taylor"])
 def test_no_none_never_scores_or_chooses_none(tiny_arrays, estimate):
     torch.manual_seed(0)
-    net = NB201Supernet(channels=4, cells_per_stage=1)
+    net = NB201Supernet(space=NB201Space(), channels=4, cells_per_stage=1)
     with torch.no_grad():
         net.alphas.normal_(0, 1.0)
     context = SelectionContext(data=_tiny_data(tiny_arrays), seed=0)
@@ -317,7 +317,7 @@ def test_no_none_never_scores_or_chooses_none(tiny_arrays, estimate):
 
 def test_no_none_keeps_none_where_it_is_the_only_active_op(tiny_arrays):
     torch.manual_seed(0)
-    net = NB201Supernet(channels=4, cells_per_stage=1)
+    net = NB201Supernet(space=NB201Space(), channels=4, cells_per_stage=1)
     net.active_ops[2] = False
     net.active_ops[2, NONE] = True
     context = SelectionContext(data=_tiny_data(tiny_arrays), seed=0)

@@ -14,7 +14,7 @@ from methods.selection import make_method
 from methods.selection.base import SelectionContext, SelectionCost
 from methods.selection.darts_pt import DartsPT
 from methods.selection.progressive import RESHUFFLED_EPOCHS, Scoring
-from spaces.nb201 import NB201Supernet
+from spaces.nb201 import NB201Space, NB201Supernet
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def search_data(tiny_arrays):
 
 def _supernet():
     torch.manual_seed(0)
-    return NB201Supernet(channels=4, cells_per_stage=1)
+    return NB201Supernet(space=NB201Space(), channels=4, cells_per_stage=1)
 
 
 def test_fixed_scoring_repeats_and_reshuffled_scoring_moves_on(search_data):

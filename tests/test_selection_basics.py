@@ -12,7 +12,7 @@ from harness.ground_truth import GroundTruth
 from methods.selection import Selection, SelectionContext, make_method, parse_method_list
 from methods.selection.base import SelectionCost
 from methods.selection.scoring import measure
-from spaces.nb201 import OP_NAMES, decode
+from spaces.nb201 import OP_NAMES, NB201Space, decode
 
 
 def _context(seed=0, ground_truth=None):
@@ -109,7 +109,7 @@ def test_every_method_is_deterministic_and_leaves_the_supernet_alone(spec, tiny_
     from spaces.nb201 import NB201Supernet
 
     torch.manual_seed(0)
-    net = NB201Supernet(channels=4, cells_per_stage=1)
+    net = NB201Supernet(space=NB201Space(), channels=4, cells_per_stage=1)
     before = {k: v.clone() for k, v in net.state_dict().items()}
     data = make_search_data(DataSettings(resolution=8, images_per_split=64), tiny_arrays, 0, 32)
     truth = GroundTruth.from_csv(ground_truth_csv)

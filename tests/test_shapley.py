@@ -31,8 +31,9 @@ from methods.selection.shapley import (
 )
 from methods.supernet import get_algorithm
 from methods.supernet.shapley_nas import reference_bn_mode, standardised
+from spaces import make_space
 from spaces.darts.genotype import STEPS, check_genotype, parse_genotype
-from spaces.nb201 import OP_NAMES, NB201Supernet, decode
+from spaces.nb201 import OP_NAMES, NB201Space, NB201Supernet, decode
 
 NONE = OP_NAMES.index("none")
 
@@ -77,7 +78,7 @@ def _tiny_data(arrays, images=32, batch_size=16):
 
 def test_the_supernet_game_removes_weights_without_renormalising(tiny_arrays):
     torch.manual_seed(0)
-    net = NB201Supernet(channels=4, cells_per_stage=1)
+    net = NB201Supernet(space=NB201Space(), channels=4, cells_per_stage=1)
     with torch.no_grad():
         net.alphas.normal_(0, 1)
     weights = net.mixing_weights().detach()
@@ -140,7 +141,7 @@ def _space_supernet(name: str) -> torch.nn.Module:
     channels = 2 if name.startswith("darts") else 4
     settings = SpaceSettings(name=name, channels=channels, cells_per_stage=1)
     torch.manual_seed(0)
-    net = settings.search_space().build_supernet(settings, num_classes=10)
+    net = make_space(settings).build_supernet(settings, num_classes=10)
     with torch.no_grad():
         net.alphas.normal_(0, 1)  # an uneven, trained-looking supernet
     return net
@@ -219,7 +220,7 @@ def test_the_shapley_step_standardises_each_group_with_momentum():
 
     torch.manual_seed(0)
     config = build_config("smoke", {"train": {"epochs": 4}}, algorithm="shapley-nas")
-    net = NB201Supernet(channels=4, cells_per_stage=1)
+    net = NB201Supernet(space=NB201Space(), channels=4, cells_per_stage=1)
     algo = get_algorithm("shapley-nas")(net, config.train, config.algorithm_options)
     assert not net.active_ops[:, NONE].any()  # the reference's ops have no none
     shape = tuple(net.alphas.shape)

@@ -21,7 +21,7 @@ from harness.store import RunStore
 from methods.selection import SELECTION_METHODS, SelectionContext, make_method
 from spaces import make_space
 from spaces.base import NotACandidate
-from spaces.nb201 import OP_NAMES, NB201Supernet
+from spaces.nb201 import OP_NAMES, NB201Space, NB201Supernet
 from spaces.nb201.space import NAMED_SUBSETS, S1_PAIRS, nb201_space, strongest_pairs
 
 NAMES = {name: OP_NAMES.index(name) for name in OP_NAMES}
@@ -43,14 +43,14 @@ def _tiny(settings: SpaceSettings) -> SpaceSettings:
 
 def _supernet(settings: SpaceSettings, seed: int = 0) -> NB201Supernet:
     torch.manual_seed(seed)
-    return settings.search_space().build_supernet(_tiny(settings), num_classes=10)
+    return make_space(settings).build_supernet(_tiny(settings), num_classes=10)
 
 
 @pytest.mark.parametrize(
     "settings", SPACES, ids=lambda s: s.name + ("+edges" if s.edge_ops else "")
 )
 def test_subset_supernet_only_builds_and_mixes_its_candidate_ops(settings):
-    space = settings.search_space()
+    space = make_space(settings)
     net = _supernet(settings)
     mask = torch.from_numpy(space.candidate_mask)
     assert torch.equal(net.active_ops, mask)
@@ -62,7 +62,7 @@ def test_subset_supernet_only_builds_and_mixes_its_candidate_ops(settings):
             for k, module in enumerate(edge.ops):
                 assert isinstance(module, NotACandidate) == (k not in space.candidates[e])
     # No parameter of an op outside the space exists, so none is trained or decayed.
-    full = NB201Supernet(channels=4, cells_per_stage=1, num_classes=10)
+    full = NB201Supernet(space=NB201Space(), channels=4, cells_per_stage=1, num_classes=10)
     missing = set(full.state_dict()) - set(net.state_dict())
     assert missing and all(
         int(name.split(".")[5]) not in space.candidates[int(name.split(".")[3])] for name in missing
@@ -72,7 +72,7 @@ def test_subset_supernet_only_builds_and_mixes_its_candidate_ops(settings):
 
 def test_subset_supernet_equals_the_full_supernet_with_the_other_ops_weighted_zero():
     settings = SpaceSettings(name="nb201-s3")
-    full = NB201Supernet(channels=4, cells_per_stage=1, num_classes=10)
+    full = NB201Supernet(space=NB201Space(), channels=4, cells_per_stage=1, num_classes=10)
     subset = _supernet(settings)
     subset.load_state_dict(
         {k: v for k, v in full.state_dict().items() if k in subset.state_dict()}
@@ -116,7 +116,7 @@ SPECS = [
 def test_every_method_returns_a_cell_inside_the_space(settings, ground_truth_csv):
     assert {s.split("[")[0] for s in SPECS} == set(SELECTION_METHODS)  # every registered one
     truth = GroundTruth.from_csv(ground_truth_csv)
-    space = settings.search_space()
+    space = make_space(settings)
     for seed in (0, 1):
         net = _supernet(settings, seed)
         with torch.no_grad():  # alphas that favour ops the space leaves out, where it can

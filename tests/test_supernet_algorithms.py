@@ -21,7 +21,7 @@ from methods.supernet.lambda_darts import (
     mean_pairwise_cosine,
     per_cell_weights,
 )
-from spaces.nb201 import BatchNormSettings, NB201Supernet
+from spaces.nb201 import BatchNormSettings, NB201Space, NB201Supernet
 
 
 def _config(algorithm, epochs=4, every=2, **options):
@@ -37,6 +37,7 @@ def _double_supernet_and_batch():
     """A float64 supernet without BN statistics (exact derivatives) and one batch."""
     torch.manual_seed(0)
     net = NB201Supernet(
+        space=NB201Space(),
         channels=3, cells_per_stage=1, num_classes=4, cell_bn=BatchNormSettings(False, False)
     ).double()
     with torch.no_grad():
@@ -88,7 +89,7 @@ def _one_step(algorithm, train_overrides=None, **options):
         algorithm=algorithm, algorithm_options=options,
     )  # fmt: skip
     torch.manual_seed(0)
-    net = NB201Supernet(channels=3, cells_per_stage=1, num_classes=4)
+    net = NB201Supernet(space=NB201Space(), channels=3, cells_per_stage=1, num_classes=4)
     with torch.no_grad():
         net.alphas.normal_(0, 0.5)
     algo = get_algorithm(algorithm)(net, config.train, config.algorithm_options)

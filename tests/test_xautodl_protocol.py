@@ -10,15 +10,16 @@ import torch
 import torch.nn.functional as F
 
 from harness.cli import main
-from harness.config import DataSettings, ExperimentConfig, TrainSettings, run_key
+from harness.config import DataSettings, ExperimentConfig, TrainSettings
 from harness.data import downsample
 from harness.errors import HarnessError
+from harness.keys import run_key
 from harness.presets import PUBLISHED_PROTOCOL_PRESETS, build_config
 from harness.search_data import make_search_data
 from harness.store import RunStore
 from harness.training import train_supernet
 from methods.supernet import get_algorithm
-from spaces.nb201 import NB201Supernet
+from spaces.nb201 import NB201Space, NB201Supernet
 
 
 def test_the_xautodl_preset_is_the_nb201_papers_darts_protocol():
@@ -39,7 +40,7 @@ def test_the_xautodl_preset_is_the_nb201_papers_darts_protocol():
 
 def test_the_weight_optimiser_is_nesterov_and_recorded_so():
     config = build_config("xautodl")
-    net = NB201Supernet(channels=4, cells_per_stage=1)
+    net = NB201Supernet(space=NB201Space(), channels=4, cells_per_stage=1)
     algorithm = get_algorithm("darts")(net, config.train, config.algorithm_options)
     assert algorithm.weight_optimizer.param_groups[0]["nesterov"] is True
     recorded = algorithm.recorded_settings()["weight_optimizer"]
@@ -59,7 +60,7 @@ def test_clip_scope_all_counts_the_alphas_left_over_and_training_gradients(scope
     train = TrainSettings(lr=0.1, momentum=0.0, weight_decay=0.0, grad_clip=0.05,
                           clip_scope=scope, step_order="weight-then-alpha")  # fmt: skip
     torch.manual_seed(0)
-    net = NB201Supernet(channels=4, cells_per_stage=1)
+    net = NB201Supernet(space=NB201Space(), channels=4, cells_per_stage=1)
     algorithm = get_algorithm("darts")(net, train)
     algorithm.step(_batch(0), _batch(1))  # leaves the alpha step's gradient on the alphas
     left_over = net.alphas.grad.clone()

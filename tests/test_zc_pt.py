@@ -30,7 +30,7 @@ from spaces.base import NotACandidate
 from spaces.darts.genotype import check_genotype, parse_genotype
 from spaces.darts.search import DartsSupernet
 from spaces.darts.space import DartsSpace
-from spaces.nb201 import NB201Supernet
+from spaces.nb201 import NB201Space, NB201Supernet
 from spaces.nb201.cells import MixedEdge, sum_nodes
 from spaces.nb201.ops import ReLUConvBN
 from spaces.nb201.space import nb201_space
@@ -165,7 +165,8 @@ def test_nwot_scores_equal_the_proxy_of_each_masked_supernet(monkeypatch):
     selection = ZcPt(edge_order="fixed", pool_size=1, batches="fixed", batch_size=12).select(
         fused, SelectionContext(data=data, seed=0)
     )
-    reference = NB201Supernet(channels=4, cells_per_stage=1, cell_impl="reference")
+    reference = NB201Supernet(
+        space=NB201Space(), channels=4, cells_per_stage=1, cell_impl="reference")
     reference.load_state_dict(fused.state_dict())
     images = next(data.weight_eval.epoch(0))[0][:12]  # split=train, fixed: the first batch
     choices = reference.space.decode(selection.arch)
@@ -268,7 +269,9 @@ def test_the_pool_keeps_the_cell_with_the_highest_validation_total():
 
 def test_an_untrained_supernet_with_the_reference_defaults():
     torch.manual_seed(0)
-    net = NB201Supernet(channels=4, cells_per_stage=1)  # freshly initialised, alphas ~ 1e-3
+    # freshly initialised, alphas ~ 1e-3
+    net = NB201Supernet(
+        space=NB201Space(), channels=4, cells_per_stage=1)
     selection = ZcPt(pool_size=2, validate_rounds=3).select(net, _context())
     scores = np.array(selection.scores)
     assert np.isfinite(scores).all()  # every op of every edge scored, none included

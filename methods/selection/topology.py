@@ -26,16 +26,23 @@ of every measured edge (``Selection.topology``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
+import torch
 
 from methods.selection.base import SelectionContext, SelectionCost, edge_order, fixed_weights
 from methods.selection.finetune import finetune
+from spaces.base import SearchSpace, Supernet
 
-if TYPE_CHECKING:
-    from methods.selection.progressive import EdgeScorer
-    from spaces.base import SearchSpace, Supernet
+
+class EdgeImportance(Protocol):
+    """What pruning needs of a method's scorer (``progressive.EdgeScorer`` has it): how much
+    the supernet needs each edge at ``W`` (higher = keep it)."""
+
+    def edge_importance(
+        self, net: Supernet, weights: torch.Tensor, edges: list[int]
+    ) -> dict[int, float]: ...
 
 # Streams of the seeded node order, apart from the edge orders' (seed, group) streams.
 _NODE_ORDER_STREAM = 1000
@@ -45,7 +52,7 @@ def prune_inputs(
     net: Supernet,
     context: SelectionContext,
     cost: SelectionCost,
-    score: EdgeScorer,
+    score: EdgeImportance,
     decided: dict[int, int],
     order: str,
     steps: int,

@@ -12,6 +12,7 @@ from spaces.nb201.codec import (
 )
 from spaces.nb201.networks import NB201Network, NB201Supernet, discrete_from_supernet
 from spaces.nb201.ops import OP_NAMES, PARAMETER_FREE_OPS, BatchNormSettings
+from spaces.nb201.space import NB201Space
 
 __all__ = [
     "EDGES",
@@ -24,6 +25,7 @@ __all__ = [
     "ArchStringError",
     "BatchNormSettings",
     "NB201Network",
+    "NB201Space",
     "NB201Supernet",
     "decode",
     "discrete_from_supernet",

@@ -15,13 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spaces.base import Supernet
 from spaces.nb201.fused import FusedSearchCell, grouped_batch_norm, op_plan
-from spaces.nb201.networks import NB201Supernet
 from spaces.nb201.ops import ReLUConvBN, ResNetReduction
 
 
 @torch.no_grad()
-def candidate_logits(supernet: NB201Supernet, x: torch.Tensor, weights: torch.Tensor):
+def candidate_logits(supernet: Supernet, x: torch.Tensor, weights: torch.Tensor):
     """Logits (K x batch x classes) of ``supernet`` on ``x`` under each of K matrices.
 
     ``weights`` is K x edges x ops (shared by all cells). Supernets with reference cells
@@ -61,7 +61,7 @@ def _candidate_forward(supernet, x, weights, groups):
     return logits.unflatten(0, (groups, batch))
 
 
-def _memory_format(supernet: NB201Supernet) -> torch.memory_format:
+def _memory_format(supernet: Supernet) -> torch.memory_format:
     return torch.channels_last if supernet.channels_last else torch.contiguous_format
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spaces.base import AlphaMixing
+from spaces.base import AlphaMixing, SearchSpace
+from spaces.nb201.candidates import candidate_logits
 from spaces.nb201.cells import DiscreteCell, MixedEdge, SearchCell
 from spaces.nb201.codec import NUM_EDGES
 from spaces.nb201.fused import FusedSearchCell, op_plan
@@ -27,9 +27,6 @@ from spaces.nb201.ops import (
     BatchNormSettings,
     ResNetReduction,
 )
-
-if TYPE_CHECKING:
-    from spaces.nb201.space import NB201Space
 
 __all__ = [
     "CELL_IMPLEMENTATIONS",
@@ -143,7 +140,7 @@ class NB201Supernet(AlphaMixing, _MacroNetwork):
         cells_per_stage: int = 5,
         num_classes: int = 10,
         cell_bn: BatchNormSettings = SEARCH_BN,
-        space: NB201Space | None = None,
+        space: SearchSpace | None = None,  # required: the NB201 space that builds it
         alpha_init_scale: float = 1e-3,
         cell_impl: str = "fused",
         channels_last: bool = False,
@@ -160,9 +157,9 @@ class NB201Supernet(AlphaMixing, _MacroNetwork):
         if compile_cells and cell_impl != "fused":
             raise ValueError("compile_cells needs the fused cell implementation")
         if space is None:
-            from spaces.nb201.space import NB201Space
-
-            space = NB201Space()
+            # The space builds the supernet and the supernet holds its space; taking it as an
+            # argument keeps this module below the space's (no import cycle).
+            raise TypeError("NB201Supernet needs its space: space=NB201Space() for the full one")
         cell_class = CELL_IMPLEMENTATIONS[cell_impl]
         candidates = space.candidates
         super().__init__(
@@ -199,8 +196,6 @@ class NB201Supernet(AlphaMixing, _MacroNetwork):
 
     def candidate_logits(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Logits (K x batch x classes) under each of K mixing matrices, in one pass."""
-        from spaces.nb201.candidates import candidate_logits
-
         return candidate_logits(self, x, weights)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:

@@ -17,6 +17,7 @@ from harness.cli import main
 from harness.config import SpaceSettings
 from harness.errors import HarnessError
 from methods.selection import make_method, parse_method_list
+from spaces import make_space
 from spaces.darts.genotype import DARTS_V2, as_genotype, parse_genotype
 
 
@@ -167,8 +168,8 @@ def test_an_option_set_twice_is_one_sentence(run_args, capsys, spec, option):
 
 
 def test_all_means_the_methods_the_space_allows(run_args, capsys):
-    darts = SpaceSettings(name="darts-s2").search_space()
-    nb201 = SpaceSettings(name="nb201").search_space()
+    darts = make_space(SpaceSettings(name="darts-s2"))
+    nb201 = make_space(SpaceSettings(name="nb201"))
     assert "oracle" not in [m.name for m in parse_method_list("all", {}, darts)]
     assert "oracle" in [m.name for m in parse_method_list("all", {}, nb201)]
     assert "oracle" not in [m.name for m in api.selection_methods("all", "smoke", darts)]

@@ -13,6 +13,7 @@ from harness.data import CIFAR10Arrays
 from harness.errors import HarnessError
 from harness.search_data import make_search_data
 from methods.selection import SelectionContext, make_method
+from spaces import make_space
 
 # Installed by the README's set-up line; a missing plugin skips here, fails in CI.
 Snip = module("harness_snip", "pip install -e examples/harness-snip").Snip
@@ -30,7 +31,7 @@ def _arrays(count=96, size=8):
 def _setup(space="nb201"):
     torch.manual_seed(0)
     settings = SpaceSettings(name=space, channels=4, cells_per_stage=1)
-    net = settings.search_space().build_supernet(settings, num_classes=10)
+    net = make_space(settings).build_supernet(settings, num_classes=10)
     data = make_search_data(DataSettings(resolution=8, images_per_split=48), _arrays(), 0, 16)
     return net, SelectionContext(data=data, seed=0)
 
