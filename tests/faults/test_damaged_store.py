@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
+from cli_output import one_sentence
 
 from harness.cli import main
 
@@ -41,14 +42,6 @@ def store(run_args, tmp_path):
 
 def _one_run(results):
     return sorted((results / "runs").iterdir())[0]
-
-
-def _one_sentence(capsys):
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if not line.startswith("warning:")]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def test_a_deleted_settings_file_is_rebuilt_and_the_run_stays_in_the_tables(store, run_args):
@@ -115,7 +108,7 @@ def test_a_damaged_selection_of_another_method_does_not_block_runs(store, run_ar
     capsys.readouterr()
     # The run does all its work and writes the tables, then names the file it left out.
     assert main(run_args("--methods", "magnitude")) == 2
-    line = _one_sentence(capsys)
+    line = one_sentence(capsys)
     assert str(damaged) in line and "(method random:" in line
     frame = pd.read_parquet(results / "records.parquet")
     assert not frame[frame["method"] == "magnitude"].empty
@@ -127,7 +120,7 @@ def test_a_damaged_manifest_is_one_sentence_naming_it(store, run_args, capsys):
     manifest.write_text("{oops")
     capsys.readouterr()
     assert main(run_args("--methods", "magnitude,random")) != 0
-    line = _one_sentence(capsys)
+    line = one_sentence(capsys)
     assert str(manifest) in line and "delete that file" in line
     assert _digests(results, exclude={manifest}) == {
         k: v for k, v in digests.items() if k != manifest.relative_to(results)
@@ -151,7 +144,7 @@ def test_bad_settings_are_refused_before_any_work(store, run_args, capsys, setti
     results, _, digests = store
     capsys.readouterr()
     assert main(run_args("--methods", "magnitude", "--set", setting, "--seeds", "5")) == 2
-    assert re.search(pattern, _one_sentence(capsys))
+    assert re.search(pattern, one_sentence(capsys))
     assert _digests(results) == digests
     assert len(list((results / "runs").iterdir())) == 2  # no new run directory
 
@@ -159,7 +152,7 @@ def test_bad_settings_are_refused_before_any_work(store, run_args, capsys, setti
 def test_a_diverging_run_stops_with_no_checkpoint_of_nans(run_args, tmp_path, capsys):
     assert main(run_args("--methods", "magnitude", "--set", "train.lr=1e30",
                          "--set", "train.grad_clip=1e30", "--seeds", "0")) != 0  # fmt: skip
-    line = _one_sentence(capsys)
+    line = one_sentence(capsys)
     assert "the training loss became" in line and "lower train.lr" in line
     for path in (tmp_path / "results").rglob("epoch_*.pt"):
         state = torch.load(path, map_location="cpu", weights_only=False)
@@ -191,5 +184,5 @@ def test_a_corrupted_table_is_caught_by_its_page_checksums(store, tmp_path, caps
     table.write_bytes(bytes(flipped))
     capsys.readouterr()
     assert main(["report", "--results", str(results), "--out", str(tmp_path / "out")]) == 2
-    line = _one_sentence(capsys)
+    line = one_sentence(capsys)
     assert str(table) in line and "re-run `harness run`" in line

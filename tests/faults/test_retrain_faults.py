@@ -11,6 +11,7 @@ import shutil
 import pandas as pd
 import pytest
 import torch
+from cli_output import one_sentence
 from conftest import make_arrays
 
 import harness.retraining as retraining
@@ -154,14 +155,6 @@ def darts_store(tmp_path_factory, tiny_image_folder):
     return root, where
 
 
-def _one_sentence(capsys):
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if not line.startswith("warning:")]
-    assert len(lines) == 1, err
-    return lines[0]
-
-
 RETRAIN = ["retrain", "--protocol", "smoke", "--set", "retrain.epochs=1",
            "--set", "retrain.test_images=40", "--threads", "1"]  # fmt: skip
 
@@ -185,7 +178,7 @@ def test_retrain_filters_that_match_nothing_say_which_and_what_exists(
     root, where = darts_store
     capsys.readouterr()
     assert main([*RETRAIN, *flags, *where]) == 2
-    line = _one_sentence(capsys)
+    line = one_sentence(capsys)
     assert "select in a DARTS space first" not in line
     for text in expected:
         assert text in line, line
@@ -198,7 +191,7 @@ def test_a_bad_retrain_setting_names_the_form_and_only_retrain_fields(darts_stor
     _, where = darts_store
     capsys.readouterr()
     assert main([*RETRAIN, "--set", setting, *where]) == 2
-    line = _one_sentence(capsys)
+    line = one_sentence(capsys)
     assert "write --set retrain.FIELD=VALUE" in line and "batch_size" in line and "lr_min" in line
     assert "compute" not in line and "algorithm" not in line  # harness run's sections
 

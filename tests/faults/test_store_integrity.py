@@ -15,6 +15,7 @@ import time
 
 import pandas as pd
 import pytest
+from cli_output import one_sentence
 
 from harness.cli import main
 from harness.store import ORPHAN_AGE_SECONDS, _writer_host, remove_orphan_temp_files
@@ -46,14 +47,6 @@ def store(built, tmp_path):
     return results, lambda methods="magnitude,random": _run(results, folder, cache, methods)
 
 
-def _one_sentence(capsys):
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if not line.startswith("warning:")]
-    assert len(lines) == 1, err
-    return lines[0]
-
-
 def _renaming_flip(data: bytes, column: str) -> bytes:
     """The first one-bit flip in the footer's copies of ``column`` that a plain reader takes
     for a valid table with that column renamed (what a probe found on real tables)."""
@@ -79,7 +72,7 @@ def test_a_footer_bit_flip_that_renames_a_column_is_refused(store, tmp_path, cap
     table.write_bytes(_renaming_flip(table.read_bytes(), "benchmark_index"))
     capsys.readouterr()
     assert main(["report", "--results", str(results), "--out", str(tmp_path / "out")]) == 2
-    line = _one_sentence(capsys)
+    line = one_sentence(capsys)
     assert str(table) in line and "'benchmark_index' reads as" in line
     assert "delete it and re-run `harness run`" in line
     # What the sentence says to do works: the table is rebuilt from the store.
@@ -95,7 +88,7 @@ def test_every_table_is_verified_on_read(store, tmp_path, capsys, name):
     table.write_bytes(_renaming_flip(table.read_bytes(), "run_key"))
     capsys.readouterr()
     assert main(["report", "--results", str(results), "--out", str(tmp_path / "out")]) == 2
-    line = _one_sentence(capsys)
+    line = one_sentence(capsys)
     assert str(table) in line and "'run_key' reads as" in line
 
 
@@ -186,7 +179,7 @@ def test_a_bad_selection_file_is_skipped_with_one_sentence_and_the_rest_reaches_
     bad.write_text(damaged)
     capsys.readouterr()
     assert main(run_args("magnitude")) == 2  # after writing the tables
-    line = _one_sentence(capsys)
+    line = one_sentence(capsys)
     assert str(bad) in line and "(method random:" in line and why in line, line
     assert "delete them and re-run `harness run` with those methods" in line
     records = pd.read_parquet(results / "records.parquet")
