@@ -42,7 +42,8 @@ def test_ci_takes_the_readme_set_up_and_test_commands():
 
 def test_ci_installs_and_runs_nothing_the_readme_does_not_say():
     run = (ROOT / ".ci" / "run").read_text()
-    assert "pip install" not in run and "pytest" not in run
+    code = "\n".join(line for line in run.splitlines() if not line.lstrip().startswith("#"))
+    assert "pip install" not in code and "pytest" not in code  # comments may name them
     assert 'eval "$setup"' in run and 'eval "$tests"' in run
 
 
