@@ -101,13 +101,26 @@ def prune_inputs(
                 train_alphas, cost, stream=space.num_edges + len(node_sequence),
             )  # fmt: skip
             score.network_changed()
+    return pruned_cell(space, decided, dropped, importance, node_sequence)
+
+
+def pruned_cell(
+    space: SearchSpace,
+    decided: dict[int, int],
+    dropped: list[int],
+    importance: np.ndarray,
+    node_order: list,
+) -> tuple[list[int], dict]:
+    """The cell after pruning (``none`` on dropped edges, each kept edge its decided op) and
+    the record of what the pruning saw, as every topology rule stores it."""
+    none = space.op_names.index("none")
     choices = [
         none if e in dropped else kept_op(space, e, decided[e]) for e in range(space.num_edges)
     ]
     record = {
         "importance": [None if np.isnan(v) else float(v) for v in importance],
         "dropped": sorted(dropped),
-        "node_order": node_sequence,
+        "node_order": node_order,
     }
     return choices, record
 

@@ -94,7 +94,7 @@ from methods.selection.progressive import (
     remove_op,
     require_one_of,
 )
-from methods.selection.topology import kept_op
+from methods.selection.topology import pruned_cell
 from methods.selection.zero_cost import PROXIES, UNIT_RULES, proxy_score, scoring_network
 from spaces.base import Supernet
 
@@ -328,15 +328,7 @@ def _prune(net: Supernet, proxy: _Proxy, rng: np.random.Generator, base: torch.T
                 kept.remove(drop)
                 dropped.append(drop)
             node_order.append(list(inputs))
-    choices = [
-        none if e in dropped else kept_op(space, e, decided[e]) for e in range(space.num_edges)
-    ]
-    record = {
-        "importance": [None if np.isnan(v) else float(v) for v in importance],
-        "dropped": sorted(dropped),
-        "node_order": node_order,
-    }
-    return choices, record
+    return pruned_cell(space, decided, dropped, importance, node_order)
 
 
 def _validate(net: Supernet, cells: list[tuple[int, ...]], proxy: _Proxy, seed: int):
