@@ -30,10 +30,10 @@ import torch
 from joblib import Parallel, delayed
 
 from harness.cli.options import parse_seeds
-from harness.config import parse_literal
+from harness.experiment import build_config
 from harness.ground_truth import load_ground_truth
+from harness.literals import parse_literal
 from harness.locations import resolve_data_location
-from harness.presets import build_config
 from harness.training import train_supernet
 from spaces.nb201 import EDGE_NAMES, PARAMETER_FREE_OPS, decode
 from spaces.nb201.ops import OP_NAMES

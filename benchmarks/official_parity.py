@@ -26,7 +26,7 @@ import sys
 import torch
 
 from harness.checkpoints import build_supernet, load_supernet
-from harness.presets import build_config
+from harness.experiment import build_config
 from spaces.nb201 import official
 
 

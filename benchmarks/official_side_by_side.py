@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from harness.checkpoints import build_supernet
 from harness.config import ComputeSettings
-from harness.presets import build_config
+from harness.experiment import build_config
 from methods.supernet import get_algorithm
 from spaces.nb201 import OP_NAMES
 

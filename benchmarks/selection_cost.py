@@ -19,17 +19,18 @@ import platform
 import torch
 
 from harness.checkpoints import build_supernet, load_supernet
-from harness.config import parse_literal
-from harness.data import CIFAR10Arrays
-from harness.presets import SELECTION_DEFAULTS, build_config
+from harness.data import ImageArrays
+from harness.experiment import build_config
+from harness.literals import parse_literal
+from harness.presets import SELECTION_DEFAULTS
 from harness.search_data import make_search_data
 from methods.selection import SelectionContext, parse_method_list
 
 
-def random_arrays(per_split: int, size: int = 32) -> CIFAR10Arrays:
+def random_arrays(per_split: int, size: int = 32) -> ImageArrays:
     generator = torch.Generator().manual_seed(0)
     count = 2 * per_split
-    return CIFAR10Arrays(
+    return ImageArrays(
         train_images=torch.randint(0, 256, (count, 3, size, size), generator=generator).byte(),
         train_labels=torch.randint(0, 10, (count,), generator=generator),
         test_images=torch.zeros(0, 3, size, size, dtype=torch.uint8),

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 from harness.checkpoints import build_supernet
-from harness.config import parse_literal
-from harness.presets import build_config
+from harness.experiment import build_config
+from harness.literals import parse_literal
 from methods.selection.scoring import batch_statistics_only
 from methods.supernet import get_algorithm
 

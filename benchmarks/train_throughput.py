@@ -17,7 +17,7 @@ import torch
 
 from harness.checkpoints import build_supernet
 from harness.data import Batches
-from harness.presets import build_config
+from harness.experiment import build_config
 from methods.supernet import ALGORITHMS, get_algorithm
 
 

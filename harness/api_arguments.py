@@ -11,11 +11,14 @@ machine has) is checked further in, as for the command line.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any
 
+from harness.config import SOURCES
 from harness.errors import HarnessError
+from harness.literals import parse_literal
 from spaces.base import SearchSpace
 from spaces.darts.genotype import Genotype, as_genotype
 
@@ -97,7 +100,7 @@ RULES: dict[str | tuple[str, str], tuple[Callable[[Any], bool], str]] = {
     "settings": (_settings, SETTINGS),
     "device": (_text, "'cpu', 'cuda' or 'cuda:N'"),
     "data": (_optional(_path), FOLDER),
-    "data_source": (_one_of("folder", "torchvision"), "'folder' or 'torchvision'"),
+    "data_source": (_one_of(*SOURCES), " or ".join(map(repr, SOURCES))),
     "download": (lambda v: isinstance(v, bool), "True or False"),
     "progress": (lambda v: isinstance(v, bool), "True or False"),
     "cache": (_optional(_path), FOLDER),
@@ -156,3 +159,67 @@ def show(value: Any) -> str:
         return f"a {type(value).__name__}"
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
     return shown if _text(value) or value is None else f"{shown} ({type(value).__name__})"
+
+
+_RANGE = re.compile(r"^([0-9]+)-([0-9]+)$")
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes a signed 64-bit integer
+MAX_SEEDS = 1000
+Seeds = str | int | Iterable[int]
+Settings = Mapping[str, Any] | Iterable[str] | None
+
+
+def parse_seeds(seeds: Seeds) -> list[int]:
+    """'0-4' -> [0..4]; '0,2,5' -> [0, 2, 5]; '3' or 3 -> [3]; a list of ints as it is."""
+    check_arguments("parse_seeds", {"seeds": seeds})
+    if isinstance(seeds, int):
+        seeds = str(seeds)
+    if not isinstance(seeds, str):
+        values = list(seeds)
+        if not all(isinstance(s, int) and not isinstance(s, bool) for s in values):
+            raise HarnessError(f"seeds must be whole numbers, got {values!r}")
+        seeds = ",".join(str(s) for s in values)
+    parsed: list[int] = []
+    for part in (p.strip() for p in seeds.split(",")):
+        match = _RANGE.match(part)
+        if match:
+            low, high = int(match.group(1)), int(match.group(2))
+            if low > high:
+                raise HarnessError(f"seed range {part!r} runs backwards; write it as {high}-{low}")
+            parsed.extend(range(low, high + 1))
+        elif part.isascii() and part.isdigit():
+            parsed.append(int(part))
+        else:
+            raise HarnessError(
+                f"cannot read seeds {seeds!r}: use a range like 0-4, a list like 0,2,5, or one seed"
+            )
+    if len(set(parsed)) != len(parsed):
+        raise HarnessError(f"seeds {seeds!r} name a seed twice")
+    if parsed and max(parsed) > MAX_SEED:
+        raise HarnessError(f"seed {max(parsed)} is too large: seeds go up to {MAX_SEED}")
+    if len(parsed) > MAX_SEEDS:
+        raise HarnessError(
+            f"--seeds {seeds!r} asks for {len(parsed)} seeds, more than {MAX_SEEDS} at once: "
+            "run them in chunks (the store keeps what each finished)"
+        )
+    return parsed
+
+
+def setting_items(settings: Settings) -> list[tuple[str, Any]]:
+    if settings is None:
+        return []
+    if isinstance(settings, str):  # one setting, not a list of its characters
+        settings = [settings]
+    if isinstance(settings, Mapping):
+        return [
+            (str(k), parse_literal(v) if isinstance(v, str) else v) for k, v in settings.items()
+        ]
+    items = []
+    for item in settings:
+        name, sep, raw = str(item).partition("=")
+        if not sep:
+            raise HarnessError(
+                f"cannot read --set {item!r}: write SECTION.FIELD=VALUE with SECTION one of "
+                "space, data, train, compute, algorithm"
+            )
+        items.append((name, parse_literal(raw)))
+    return items

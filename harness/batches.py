@@ -148,3 +148,24 @@ class Batches:
         bi = torch.arange(len(x), device=x.device)[:, None, None, None]
         ci = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
         return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+class Tally:
+    """Summed cross-entropy and correct predictions over batches: mean loss and accuracy
+    per image, however the batches were sized (every evaluation loop adds to one)."""
+
+    def __init__(self) -> None:
+        self.loss, self.correct, self.count = 0.0, 0, 0
+
+    def add(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        self.loss += F.cross_entropy(logits, labels, reduction="sum").item()
+        self.correct += (logits.argmax(1) == labels).sum().item()
+        self.count += len(labels)
+
+    @property
+    def mean_loss(self) -> float:
+        return self.loss / self.count
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.count

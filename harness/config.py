@@ -1,15 +1,16 @@
 """Experiment settings as plain dataclasses, validated once at the boundary.
 
 Everything that determines a supernet checkpoint lives in :class:`ExperimentConfig`;
-its canonical JSON form is hashed into the store key (see :mod:`harness.store`).
-Presets (:mod:`harness.presets`) are just dictionaries of overrides of these fields.
+its canonical JSON form is hashed into the store key (see :mod:`harness.keys`).
+Presets (:mod:`harness.presets`) are just dictionaries of overrides of these fields. Each
+dataclass checks its own fields and nothing else: which space, algorithm, split file and
+device the settings name is resolved once, in :mod:`harness.experiment`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -52,6 +53,22 @@ DATASETS = tuple(DATASET_NAMES)
 # Only CIFAR-10 has an image-folder copy in the offline layout; the others are read
 # from the files torchvision downloads.
 OFFICIAL_FILES_ONLY = ("cifar100", "svhn")
+# Where the images come from: an image folder, or the official files torchvision reads.
+SOURCES = ("folder", "torchvision")
+
+
+def check_dataset_source(dataset: str, source: str) -> None:
+    """The one check of a data set and its source (settings, data locations and loaders
+    all call it), one sentence for each way it can be wrong."""
+    if dataset not in DATASETS:
+        raise HarnessError(f"unknown dataset {dataset!r}; available: {', '.join(DATASETS)}")
+    if source not in SOURCES:
+        raise HarnessError(f"unknown data source {source!r}; use {' or '.join(SOURCES)}")
+    if dataset in OFFICIAL_FILES_ONLY and source != "torchvision":
+        raise HarnessError(
+            f"{DATASET_NAMES[dataset]} is read only from its official files, not from an image "
+            "folder: set data.source to 'torchvision' (--data-source torchvision)"
+        )
 
 
 @dataclass(frozen=True)
@@ -70,33 +87,18 @@ class DataSettings:
         check_field_types(self, "data")
         if self.split_seed < 0:
             raise HarnessError(f"data.split_seed must be 0 or positive, got {self.split_seed}")
-        if self.dataset not in DATASETS:
-            raise HarnessError(
-                f"unknown dataset {self.dataset!r}; available: {', '.join(DATASETS)}"
-            )
-        if self.source not in ("folder", "torchvision"):
-            raise HarnessError(
-                f"unknown data source {self.source!r}; use 'folder' or 'torchvision'"
-            )
-        if self.dataset in OFFICIAL_FILES_ONLY and self.source != "torchvision":
-            raise HarnessError(
-                f"{DATASET_NAMES[self.dataset]} is read only from its official files, not "
-                f"from an image folder: set data.source to 'torchvision' "
-                f"(--data-source torchvision)"
-            )
+        check_dataset_source(self.dataset, self.source)
         if not 4 <= self.resolution <= 32:
             raise HarnessError(f"resolution must be between 4 and 32, got {self.resolution}")
         if self.images_per_split is not None:
             _positive(images_per_split=self.images_per_split)
-        if self.split_file is not None:
-            if self.source != "torchvision":
-                raise HarnessError(
-                    "data.split_file indexes the official CIFAR-10 training files; "
-                    "use it with --data-source torchvision"
-                )
-            from harness.split_file import read_split_file
-
-            read_split_file(self.split_file)
+        # The file itself is read once, when the experiment is resolved
+        # (harness.experiment.resolve_experiment).
+        if self.split_file is not None and self.source != "torchvision":
+            raise HarnessError(
+                "data.split_file indexes the official CIFAR-10 training files; "
+                "use it with --data-source torchvision"
+            )
 
 
 CLIP_SCOPES = ("weights", "all")
@@ -214,9 +216,6 @@ class ExperimentConfig:
         self.data.validate()
         self.train.validate()
         self.compute.validate()
-        check_device(self.device)
-        if self.compute.compile and self.device == "cpu":
-            check_cpu_compiler()
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -244,56 +243,6 @@ class ExperimentConfig:
             algorithm_options=dict(raw["algorithm_options"]),
             device=raw["device"],
         )
-
-
-def check_device(device: str) -> None:
-    """``cpu``, ``cuda`` or ``cuda:N`` naming a device this machine has; else one sentence."""
-    match = re.fullmatch(r"cpu|cuda(?::(\d+))?", device)
-    if match is None:
-        raise HarnessError(f"unknown device {device!r}; use cpu, cuda or cuda:N")
-    if device == "cpu":
-        return
-    import torch
-
-    if not torch.cuda.is_available():
-        raise HarnessError(f"--device {device}: this machine has no usable CUDA device; "
-                           "use --device cpu")  # fmt: skip
-    index = int(match.group(1) or 0)
-    if index >= torch.cuda.device_count():
-        raise HarnessError(f"--device {device}: there are only {torch.cuda.device_count()} CUDA "
-                           "device(s), numbered from 0")  # fmt: skip
-
-
-def check_cpu_compiler() -> None:
-    """``torch.compile`` on the CPU writes C++: without a compiler it fails at the first
-    step with a long traceback, so say it before any work starts."""
-    try:
-        from torch._inductor.cpp_builder import get_cpp_compiler
-    except ImportError:  # a torch without this helper: let torch.compile speak for itself
-        return
-    try:
-        get_cpp_compiler()
-    except Exception as error:  # torch raises its own InvalidCxxCompiler
-        raise HarnessError(
-            "compute.compile=true on the CPU needs a C++ compiler (torch.compile generates "
-            f"C++ there) and none was found ({str(error).splitlines()[0]}); install g++ or "
-            "point CXX at one, or leave compute.compile false"
-        ) from None
-
-
-def parse_literal(raw: str) -> Any:
-    """A command-line value as bool, None, int, float or (otherwise) str."""
-    lowered = raw.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    for kind in (int, float):
-        try:
-            return kind(raw)
-        except ValueError:
-            pass
-    return raw
 
 
 def _positive(**values: float) -> None:

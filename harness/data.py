@@ -32,13 +32,12 @@ from harness.batches import (  # noqa: F401
     downsample,
     search_split,
 )
-from harness.config import DATASET_NAMES, DATASETS, OFFICIAL_FILES_ONLY
+from harness.config import DATASET_NAMES, check_dataset_source
 from harness.errors import HarnessError
 from harness.store import atomic_write
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("folder", "torchvision")
 # Bump whenever decoding or the cache layout changes, so stale caches are never reused.
 CACHE_FORMAT_VERSION = 1
 
@@ -58,7 +57,7 @@ _Decoded = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[st
 
 
 @dataclass
-class CIFAR10Arrays:
+class ImageArrays:
     """A decoded data set (CIFAR-10, CIFAR-100 or SVHN): uint8 N x 3 x H x W images and int64
     labels."""
 
@@ -69,9 +68,6 @@ class CIFAR10Arrays:
     classes: list[str]
     fingerprint: str
 
-
-# The record holds any of the data sets; the class keeps its name for stored pickles and callers.
-DatasetArrays = CIFAR10Arrays
 
 
 def fingerprint_arrays(
@@ -102,28 +98,20 @@ def cache_path(
 
 def load_cifar10(
     source: str, root: str | Path, cache_dir: str | Path, download: bool = False
-) -> CIFAR10Arrays:
+) -> ImageArrays:
     """Return CIFAR-10 from the cache for (source, root), decoding and caching it on a miss."""
     return load_dataset("cifar10", source, root, cache_dir, download=download)
 
 
 def load_dataset(
     dataset: str, source: str, root: str | Path, cache_dir: str | Path, download: bool = False
-) -> CIFAR10Arrays:
+) -> ImageArrays:
     """Return ``dataset`` from the cache for (source, root), decoding and caching it on a miss.
 
     ``dataset`` is one of :data:`DATASETS`; CIFAR-100 and SVHN need ``source="torchvision"``.
     """
-    if dataset not in DATASETS:
-        raise HarnessError(f"Unknown dataset {dataset!r}: use one of {', '.join(DATASETS)}.")
+    check_dataset_source(dataset, source)
     name = DATASET_NAMES[dataset]
-    if source not in SOURCES:
-        raise HarnessError(f"Unknown {name} source {source!r}: use one of {', '.join(SOURCES)}.")
-    if dataset in OFFICIAL_FILES_ONLY and source != "torchvision":
-        raise HarnessError(
-            f"{name} is read only from its official files, not from source {source!r}: pass "
-            f"source 'torchvision' (--data-source torchvision) and the folder holding them."
-        )
     root = Path(root).expanduser().resolve()
     path = cache_path(source, root, cache_dir, dataset)
     stamp = path.with_name(path.name + ".source")
@@ -182,10 +170,10 @@ def _files_signature(root: Path, files: list[Path]) -> str:
     return h.hexdigest()
 
 
-def _load_cache(path: Path, name: str = "CIFAR-10") -> CIFAR10Arrays | None:
+def _load_cache(path: Path, name: str = "CIFAR-10") -> ImageArrays | None:
     try:
         fields = torch.load(path, map_location="cpu", weights_only=True)
-        data = CIFAR10Arrays(**fields)
+        data = ImageArrays(**fields)
     except Exception as exc:  # any unreadable or outdated cache is simply rebuilt
         log.warning("Ignoring unreadable %s cache %s (%s); decoding again", name, path, exc)
         return None
@@ -199,13 +187,13 @@ def _load_cache(path: Path, name: str = "CIFAR-10") -> CIFAR10Arrays | None:
     return data
 
 
-def _save_cache(data: CIFAR10Arrays, path: Path, name: str = "CIFAR-10") -> None:
+def _save_cache(data: ImageArrays, path: Path, name: str = "CIFAR-10") -> None:
     # A crash or a concurrent run never sees half a file.
     atomic_write(path, lambda handle: torch.save(vars(data), handle))
     log.info("Wrote %s cache %s (%.1f MB)", name, path, path.stat().st_size / 1e6)
 
 
-def _decode(source: str, root: Path, download: bool, dataset: str = "cifar10") -> CIFAR10Arrays:
+def _decode(source: str, root: Path, download: bool, dataset: str = "cifar10") -> ImageArrays:
     if dataset == "cifar100":
         decoded = _decode_cifar100(root, download)
     elif dataset == "svhn":
@@ -214,7 +202,7 @@ def _decode(source: str, root: Path, download: bool, dataset: str = "cifar10") -
         decoded = _decode_folder(root)
     else:
         decoded = _decode_pickles(root, download)
-    return CIFAR10Arrays(*decoded, fingerprint=fingerprint_arrays(*decoded))
+    return ImageArrays(*decoded, fingerprint=fingerprint_arrays(*decoded))
 
 
 def _folder_hint(root: Path) -> str:

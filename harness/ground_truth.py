@@ -3,7 +3,10 @@
 The table is a CSV (made by ``harness bench import``) with the official benchmark
 ``index``, the official ``arch_str`` and accuracy columns in percent named
 ``{dataset}_{metric}_{epochs}ep``. The benchmark index is not a formula of the cell,
-so the index <-> cell mapping is read from the table, never computed.
+so the index <-> cell mapping is read from the table, never computed. Cells are read and
+written by the codec of the space the table covers (:func:`spaces.space_of_benchmark`, the
+full NAS-Bench-201 space unless a table is given another): nothing here parses arch
+strings itself.
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import HarnessError
-from spaces.nb201.codec import NUM_CELLS, NUM_EDGES, NUM_OPS, Choices, decode
+from spaces import space_of_benchmark
+from spaces.base import Choices, SearchSpace
 
 logger = logging.getLogger(__name__)
 
 ENV_VAR = "HARNESS_GROUND_TRUTH"
+BENCHMARK = "nas-bench-201"  # the tabular benchmark these tables hold
 # Relative to the working directory, matching the shared-data layout next to a checkout.
 DEFAULT_RELATIVE_PATH = Path("..") / "shared" / "data" / "nasbench201" / "nb201_accuracy.csv"
 DATASETS: tuple[str, ...] = ("cifar10", "cifar100", "imagenet16")
@@ -76,9 +81,13 @@ class GroundTruth:
         archs: Sequence[str],
         values: np.ndarray,
         columns: Sequence[str],
+        space: SearchSpace | None = None,
     ) -> None:
-        """Low-level constructor for already-validated data; prefer :meth:`from_csv`."""
+        """Low-level constructor for already-validated data; prefer :meth:`from_csv`.
+        ``space``: whose codec reads the cells (None: the benchmark's full space)."""
         self.path = path
+        self.space = _table_space(space)
+        decode = self.space.decode_unchecked
         self.columns: list[str] = list(columns)
         self._indices = np.asarray(indices, dtype=np.int64)
         self._archs: list[str] = list(archs)
@@ -88,13 +97,14 @@ class GroundTruth:
         choices = [decode(a) for a in self._archs]
         self._row_by_choices = {c: row for row, c in enumerate(choices)}
         # Op choices per row (rows x edges), to pick out the cells of a subset space at once.
-        self._choices = np.array(choices, dtype=np.int64).reshape(-1, NUM_EDGES)
+        self._choices = np.array(choices, dtype=np.int64).reshape(-1, self.space.num_edges)
         self._column_pos = {c: k for k, c in enumerate(self.columns)}
         present = {COLUMN_PATTERN.match(c).group(1) for c in self.columns}  # type: ignore[union-attr]
         self.datasets: list[str] = [d for d in DATASETS if d in present]
 
     @classmethod
-    def from_csv(cls, path: str | os.PathLike[str]) -> GroundTruth:
+    def from_csv(cls, path: str | os.PathLike[str], space: SearchSpace | None = None
+                 ) -> GroundTruth:  # fmt: skip
         path = Path(path)
         if not path.is_file():
             raise HarnessError(f"ground-truth table {path} does not exist; {_HOW_TO_MAKE}")
@@ -104,11 +114,14 @@ class GroundTruth:
             raise HarnessError(
                 f"ground-truth table {path} is not a readable CSV ({e}); {_REMAKE}"
             ) from e
-        return cls.from_frame(frame, path)
+        return cls.from_frame(frame, path, space)
 
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame, path: Path | None = None) -> GroundTruth:
+    def from_frame(cls, frame: pd.DataFrame, path: Path | None = None,
+                   space: SearchSpace | None = None) -> GroundTruth:  # fmt: skip
         """Validate a table already in memory (``path`` only names it in messages)."""
+        space = _table_space(space)
+        decode = space.decode_unchecked
         where = f"ground-truth table {path}" if path is not None else "ground-truth table"
         missing = [c for c in ("index", "arch_str") if c not in frame.columns]
         if missing:
@@ -125,7 +138,7 @@ class GroundTruth:
             raise HarnessError(f"{where} has no rows; {_REMAKE}")
 
         indices = _integer_column(frame["index"], where)
-        archs = _arch_column(frame["arch_str"], where)
+        archs = _arch_column(frame["arch_str"], where, space)
         values = np.column_stack([_accuracy_column(frame[c], c, where) for c in columns])
 
         duplicated = pd.Series(indices).duplicated().to_numpy()
@@ -143,14 +156,14 @@ class GroundTruth:
                     f"{indices[row]}); {_REMAKE}"
                 )
             seen[choices] = row
-        if len(archs) < NUM_CELLS:
+        if len(archs) < space.num_cells:
             logger.warning(
                 "%s covers %d of the %d NAS-Bench-201 cells; lookups of the others will fail",
                 where,
                 len(archs),
-                NUM_CELLS,
+                space.num_cells,
             )
-        return cls(path, indices, archs, values, columns)
+        return cls(path, indices, archs, values, columns, space)
 
     def __len__(self) -> int:
         return len(self._archs)
@@ -237,7 +250,8 @@ class GroundTruth:
         if isinstance(cell, str):
             row = self._row_by_arch.get(cell)
             if row is None:
-                row = self._row_by_choices.get(decode(cell))  # raises on malformed strings
+                # raises on malformed strings
+                row = self._row_by_choices.get(self.space.decode_unchecked(cell))
             if row is None:
                 raise HarnessError(
                     f"cell {cell} is not in the ground-truth table {self._name()}; "
@@ -251,7 +265,8 @@ class GroundTruth:
             if row is None:
                 raise HarnessError(
                     f"benchmark index {int(cell)} is not in the ground-truth table "
-                    f"{self._name()}; use an index in 0..{NUM_CELLS - 1} present in the table"
+                    f"{self._name()}; use an index in 0..{self.space.num_cells - 1} present "
+                    "in the table"
                 )
             return row
         try:
@@ -262,14 +277,15 @@ class GroundTruth:
             ) from e
         row = self._row_by_choices.get(choices)
         if row is None:
-            if len(choices) == NUM_EDGES and all(0 <= c < NUM_OPS for c in choices):
+            edges, ops = self.space.num_edges, self.space.num_ops
+            if len(choices) == edges and all(0 <= c < ops for c in choices):
                 raise HarnessError(
                     f"cell {choices} is not in the ground-truth table {self._name()}; "
                     "use the full 15,625-cell table"
                 )
             raise HarnessError(
-                f"{choices} are not NAS-Bench-201 op choices; pass {NUM_EDGES} op indices "
-                f"in 0..{NUM_OPS - 1}"
+                f"{choices} are not NAS-Bench-201 op choices; pass {edges} op indices "
+                f"in 0..{ops - 1}"
             )
         return row
 
@@ -313,11 +329,15 @@ def _integer_column(series: pd.Series, where: str) -> np.ndarray:
     return numbers.to_numpy().astype(np.int64)
 
 
-def _arch_column(series: pd.Series, where: str) -> list[str]:
+def _table_space(space: SearchSpace | None) -> SearchSpace:
+    return space_of_benchmark(BENCHMARK) if space is None else space
+
+
+def _arch_column(series: pd.Series, where: str, space: SearchSpace) -> list[str]:
     archs = series.tolist()
     for row, arch in enumerate(archs):
         try:
-            decode(arch)
+            space.decode_unchecked(arch)
         except HarnessError as e:
             raise HarnessError(f"{where} row {row + 1}: {e}") from e
     return archs

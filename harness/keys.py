@@ -35,16 +35,31 @@ def hash_settings(settings: dict[str, Any]) -> str:
 
 
 def run_key(config: ExperimentConfig, seed: int, data_fingerprint: str) -> str:
-    """Store key of one supernet run: a hash of everything that determines its checkpoints.
+    """Store key of one supernet run: a hash of everything that determines its checkpoints
+    (reads the split file and asks the algorithm registry; a resolved experiment has both
+    at hand and calls :func:`run_key_of`)."""
+    digest = split_file_digest(config.data.split_file) if config.data.split_file else None
+    return run_key_of(config, seed, data_fingerprint, digest, algorithm_source(config.algorithm))
+
+
+def run_key_of(
+    config: ExperimentConfig,
+    seed: int,
+    data_fingerprint: str,
+    split_digest: str | None,
+    source: str | None,
+) -> str:
+    """The run key from resolved parts: the split file's content hash (None: no split file)
+    and a plugin algorithm's source (None: built-in, so built-in keys never changed).
 
     The preset name is left out (it is only a label for a set of values); the data
     fingerprint is in, so the JPEG folder and the official files never share a key.
     """
     identity = config.to_dict()
     identity.pop("preset")
-    if config.data.split_file is not None:
-        identity["data"]["split_file"] = "sha256:" + split_file_digest(config.data.split_file)
-    if source := algorithm_source(config.algorithm):  # plugins only: built-in keys unchanged
+    if split_digest is not None:
+        identity["data"]["split_file"] = "sha256:" + split_digest
+    if source:
         identity["algorithm_source"] = source
     identity.update(seed=seed, data_fingerprint=data_fingerprint, format=STORE_FORMAT_VERSION)
     _mark_compiled_graph(identity)

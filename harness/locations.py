@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.config import DATASET_NAMES, DATASETS, OFFICIAL_FILES_ONLY
+from harness.config import DATASET_NAMES, check_dataset_source
 from harness.errors import HarnessError
 
 DATA_ENV = "HARNESS_CIFAR10"
@@ -45,16 +45,8 @@ def resolve_data_location(
     download=False,
     dataset: str = "cifar10",
 ) -> DataLocation:
-    if dataset not in DATASETS:
-        raise HarnessError(f"unknown dataset {dataset!r}; available: {', '.join(DATASETS)}")
-    if source not in ("folder", "torchvision"):
-        raise HarnessError(f"unknown data source {source!r}; use 'folder' or 'torchvision'")
+    check_dataset_source(dataset, source)
     name = DATASET_NAMES[dataset]
-    if dataset in OFFICIAL_FILES_ONLY and source != "torchvision":
-        raise HarnessError(
-            f"{name} is read only from its official files, not from an image folder: pass "
-            "--data-source torchvision"
-        )
     # HARNESS_CIFAR10 and the offline image folder hold CIFAR-10 only.
     raw = cli_path or (os.environ.get(DATA_ENV) if dataset == "cifar10" else None)
     if raw is None and dataset != "cifar10":

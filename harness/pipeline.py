@@ -20,15 +20,14 @@ import joblib
 import torch
 from tqdm.auto import tqdm
 
-from harness.config import ExperimentConfig, TrainSettings
+from harness.config import TrainSettings
 from harness.errors import HarnessError
+from harness.experiment import Experiment
 from harness.ground_truth import GroundTruth
-from harness.keys import run_key
 from harness.locations import DataLocation, writable_folder
 from harness.locks import job_lock, lock_path
 from harness.presets import SELECTION_DEFAULTS
 from harness.records import SkippedSelections, write_tables
-from harness.search_data import split_indices
 from harness.selecting import (
     MethodProblem,
     MethodsFailed,
@@ -107,7 +106,7 @@ def torch_threads(count: int):
 
 
 def run_experiment(
-    config: ExperimentConfig,
+    experiment: Experiment,
     seeds: list[int],
     methods: list[SelectionMethod],
     location: DataLocation,
@@ -116,12 +115,15 @@ def run_experiment(
     execution: Execution = Execution(),
     progress: bool = True,
 ) -> RunSummary:
+    """Train every seed's supernet and select at every checkpoint, reusing the store."""
     began = time.perf_counter()
     summary = RunSummary()
+    config = experiment.config
     data = location.load()
-    split_indices(config.data, len(data.train_labels))  # e.g. images_per_split too large
+    # The split (one sentence when e.g. images_per_split is too large) and the run keys.
+    experiment = experiment.on_data(data, seeds)
     writable_folder(results_dir, "--results")  # made only now that nothing else failed
-    keys = {seed: run_key(config, seed, data.fingerprint) for seed in seeds}
+    keys = dict(experiment.run_keys)
     summary.run_keys = keys
 
     for key in keys.values():  # a deleted or damaged settings.json / metrics.csv comes back
@@ -135,13 +137,13 @@ def run_experiment(
         if execution.in_process:
             with torch_threads(execution.threads_per_job):
                 outcomes = [
-                    (train_supernet(config, s, results_dir, data, progress=progress), "in-process")
+                    (train_supernet(experiment, s, results_dir, data, progress), "in-process")
                     for s in to_train
                 ]
         else:
             threads = execution.threads_per_job
             jobs = [
-                joblib.delayed(_train_job)(config, s, results_dir, location, threads)
+                joblib.delayed(_train_job)(experiment, s, results_dir, location, threads)
                 for s in to_train
             ]
             outcomes = run_parallel(execution, jobs, "training", progress)
@@ -219,9 +221,10 @@ def _selected(checkpoint_path: Path, method: SelectionMethod) -> bool:
     return read_selection(selection_path(checkpoint_path, epoch, method)) is not None
 
 
-def _train_job(config, seed: int, results_dir: Path, location: DataLocation, threads: int):
+def _train_job(experiment: Experiment, seed: int, results_dir: Path, location: DataLocation,
+               threads: int):  # fmt: skip
     torch.set_num_threads(threads)
-    outcome = train_supernet(config, seed, results_dir, location.load(), progress=False)
+    outcome = train_supernet(experiment, seed, results_dir, location.load(), progress=False)
     return outcome, where_this_runs()
 
 

@@ -144,6 +144,26 @@ def protocol_problem(cls: object, base: type, kind: str) -> str | None:
     return None
 
 
+# Where the built-in selection methods and supernet algorithms live; any other class is a
+# plugin (an installed package's, one named by module.path:Class, one from a notebook).
+BUILTIN_PACKAGES = ("methods.selection.", "methods.supernet.")
+
+
+@dataclasses.dataclass(frozen=True)
+class NoOptions:
+    """The options of a method or algorithm that has none."""
+
+
+def is_plugin(cls: type) -> bool:
+    return not cls.__module__.startswith(BUILTIN_PACKAGES)
+
+
+def plugin_source(cls: type) -> str | None:
+    """A plugin class's source (see :func:`class_source`), recorded with its results and
+    part of their keys so a new version never reuses an old one's; None for a built-in."""
+    return class_source(cls) if is_plugin(cls) else None
+
+
 @functools.cache
 def class_source(cls: type) -> str:
     """``module:Class`` and, when an installed distribution holds it, its name and version

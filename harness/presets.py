@@ -11,6 +11,7 @@ softmax weights, validation accuracy; never on how a selection method fares);
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from harness.config import (
@@ -21,9 +22,7 @@ from harness.config import (
     TrainSettings,
 )
 from harness.errors import HarnessError
-from methods.supernet import get_algorithm
-from methods.supernet.base import parse_options
-from spaces import make_space
+from spaces.base import SearchSpace
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # DARTS-PT's NAS-Bench-201 protocol; its search cells' convolutions carry no bias
@@ -144,6 +143,9 @@ PRESET_DESCRIPTIONS = {
 # Presets that reproduce a published protocol: their numbers are compared with published
 # ones, which were measured on the official CIFAR-10 pixels.
 PUBLISHED_PROTOCOL_PRESETS = ("paper", "xautodl")
+# Presets whose *search* protocol the report compares in any of its spaces and data sets
+# (DARTS's, for the S1-S4 numbers of DARTS-PT's Table 3).
+SEARCH_PROTOCOL_PRESETS = ("darts-paper",)
 
 
 def pixels_warning(config: ExperimentConfig) -> str | None:
@@ -166,11 +168,32 @@ _SECTIONS = {
 }
 
 
-def canonical_space(settings: SpaceSettings) -> SpaceSettings:
-    """``settings`` with its candidate ops spelled canonically (vocabulary order; the full
-    space as no ops), so that one space never gets two store keys."""
-    settings.validate()
-    space = make_space(settings)
+def preset_sections(
+    preset: str, overrides: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The preset's settings sections (name -> settings dataclass) with ``overrides``
+    (section -> field -> value) applied; one sentence for an unknown preset or field.
+    :func:`harness.experiment.resolve_experiment` makes an experiment of them."""
+    if preset not in PRESETS:
+        raise HarnessError(f"unknown preset {preset!r}; available: {', '.join(PRESETS)}")
+    sections: dict[str, Any] = {}
+    for section, cls in _SECTIONS.items():
+        values = {**PRESETS[preset].get(section, {}), **(overrides or {}).get(section, {})}
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise HarnessError(
+                f"unknown {section} setting(s) {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        sections[section] = cls(**values)
+    return sections
+
+
+def canonical_space(settings: SpaceSettings, space: SearchSpace) -> SpaceSettings:
+    """``settings`` (which made ``space``) with its candidate ops spelled canonically
+    (vocabulary order; the full space as no ops), so that one space never gets two store
+    keys."""
     canonical = space.canonical_settings()
     bias = settings.cell_conv_bias
     if bias is not None and bias != space.reference_conv_bias and not space.conv_bias_settable:
@@ -185,113 +208,19 @@ def canonical_space(settings: SpaceSettings) -> SpaceSettings:
 
 
 def supported_compute(
-    compute: ComputeSettings, space: SpaceSettings, asked: dict[str, Any]
+    compute: ComputeSettings, space: SearchSpace, asked: Mapping[str, Any]
 ) -> ComputeSettings:
     """``compute`` with every value the space's supernet cannot honour set to one it can,
     so that records never claim what did not run; a value asked for explicitly is refused."""
-    searched = make_space(space)
     changes = {}
-    for name, allowed in searched.compute_support.items():
+    for name, allowed in space.compute_support.items():
         value = getattr(compute, name)
         if value in allowed:
             continue
         if name in asked:
             raise HarnessError(
-                f"space {searched.name} cannot run compute.{name}={value}: use "
+                f"space {space.name} cannot run compute.{name}={value}: use "
                 f"{' or '.join(f'compute.{name}={v}' for v in allowed)}"
             )
         changes[name] = allowed[0]
     return dataclasses.replace(compute, **changes)
-
-
-def build_config(
-    preset: str,
-    overrides: dict[str, dict[str, Any]] | None = None,
-    algorithm: str = "darts",
-    algorithm_options: dict[str, Any] | None = None,
-    device: str = "cpu",
-) -> ExperimentConfig:
-    """The preset's settings with ``overrides`` (section -> field -> value) applied."""
-    if preset not in PRESETS:
-        raise HarnessError(f"unknown preset {preset!r}; available: {', '.join(PRESETS)}")
-    sections = {}
-    for section, cls in _SECTIONS.items():
-        values = {**PRESETS[preset].get(section, {}), **(overrides or {}).get(section, {})}
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise HarnessError(
-                f"unknown {section} setting(s) {', '.join(sorted(unknown))}; "
-                f"known: {', '.join(sorted(known))}"
-            )
-        sections[section] = cls(**values)
-    sections["space"] = canonical_space(sections["space"])
-    sections["compute"] = supported_compute(
-        sections["compute"], sections["space"], (overrides or {}).get("compute", {})
-    )
-    # Every option, defaults included, so that a changed default never lets a store made
-    # under the old one be reused (the options are part of the run key).
-    algorithm_class = get_algorithm(algorithm)
-    options = parse_options(algorithm_class.options_class, algorithm_options or {}, algorithm)
-    config = ExperimentConfig(
-        preset=preset,
-        algorithm=algorithm,
-        algorithm_options=dataclasses.asdict(options),
-        device=device,
-        **sections,
-    )
-    config.validate()
-    algorithm_class.check_settings(options, config.train, make_space(config.space))
-    return config
-
-
-# Settings that say where the pixels come from or how the supernet computes: recorded in
-# the report, but they do not make a run another protocol.
-_NOT_PROTOCOL = {"data": ("source", "split_file", "split_seed"), "train": ("checkpoint_every",)}
-
-
-def protocol_of(config: dict[str, Any]) -> str | None:
-    """The published-protocol preset whose values a recorded config has, else None.
-
-    Presets are labels, so a run is matched by its values: ``--preset xautodl --epochs 10``
-    is not the xautodl protocol, and its row gets no published number.
-    """
-    try:
-        recorded = ExperimentConfig.from_dict(config).to_dict()
-        for preset in PUBLISHED_PROTOCOL_PRESETS:
-            reference = build_config(preset, algorithm=recorded["algorithm"]).to_dict()
-            if all(
-                _protocol_part(recorded, section) == _protocol_part(reference, section)
-                for section in ("space", "data", "train", "algorithm_options")
-            ):
-                return preset
-    except (HarnessError, KeyError, TypeError):
-        return None
-    return None
-
-
-def searched_as(config: dict[str, Any], preset: str) -> bool:
-    """Whether a recorded config is ``preset``'s search protocol in its own space and on its
-    own data set (the DARTS-space protocol covers S1-S4 and CIFAR-10/100/SVHN alike).
-
-    Matched by values like :func:`protocol_of`: ``--preset darts-paper --epochs 1`` is not
-    DARTS's search protocol.
-    """
-    try:
-        recorded = ExperimentConfig.from_dict(config).to_dict()
-        own = {"space": {"name": recorded["space"]["name"]},
-               "data": {"dataset": recorded["data"]["dataset"]}}  # fmt: skip
-        reference = build_config(preset, own, algorithm=recorded["algorithm"]).to_dict()
-    except (HarnessError, KeyError, TypeError):
-        return False
-    return all(
-        _protocol_part(recorded, section) == _protocol_part(reference, section)
-        for section in ("space", "data", "train", "algorithm_options")
-    )
-
-
-def _protocol_part(config: dict[str, Any], section: str) -> Any:
-    values = config[section]
-    if isinstance(values, dict):
-        return {k: v for k, v in values.items() if k not in _NOT_PROTOCOL.get(section, ())}
-    return values

@@ -10,7 +10,9 @@ they never disagree with it. A selection file that cannot be read or does not de
 selection of its run is left out, and the others still reach the tables; then writing them
 ends with one sentence naming each such file (non-zero exit). Retrains of genotypes no
 stored selection chose (``harness retrain --genotype``) get rows of their own: method
-``genotype``, no supernet (seed -1, epoch 0), the widest DARTS space that holds the cell.
+``genotype``, no supernet (seed -1, epoch 0), the first registered space that holds the cell
+among those that retrain it as its retrain's space does (the widest DARTS space for a DARTS
+genotype). Genotypes are read and canonicalised by their space (``canonical_key``).
 """
 
 from __future__ import annotations
@@ -24,12 +26,15 @@ from typing import Any
 
 import pandas as pd
 
+from harness import schema
 from harness.config import SpaceSettings
 from harness.errors import HarnessError
+from harness.experiment import protocol_of, searched_as
 from harness.ground_truth import COLUMN_PATTERN, GroundTruth
 from harness.keys import config_key, hash_settings
 from harness.locks import job_lock, lock_path
-from harness.retraining import canonical_genotype, result_problem
+from harness.presets import SEARCH_PROTOCOL_PRESETS
+from harness.retraining import result_problem, result_space
 from harness.selecting import read_selection_checked
 from harness.store import (
     atomic_write_bytes,
@@ -38,13 +43,11 @@ from harness.store import (
     read_json,
     remove_orphan_temp_files,
 )
-from spaces import make_space
+from spaces import make_space, space_named, space_names
 from spaces.base import SearchSpace
-from spaces.darts.space import VARIANTS as DARTS_SPACES
 
 log = logging.getLogger(__name__)
 
-TABLES = ("records", "selections", "runs", "mixing_weights")
 GENOTYPE = "genotype"  # the method (and config) of retrains given by --genotype
 WEIGHT_COLUMN = re.compile(r"^w\[(?P<edge>[^\]]+)\]\[(?P<op>[^\]]+)\]$")
 
@@ -90,7 +93,7 @@ def collect_tables(
     runs, selections, records, mixing = [], [], [], []
     alpha_cache: dict[Path, list] = {}
     retrained = _retrained_by_genotype(results_dir)
-    chosen: set[tuple[str, str]] = set()  # (genotype, dataset) of the selections retrained
+    chosen: set[tuple[str, str, str]] = set()  # _retrain_key of the selections retrained
     for run_dir in sorted(p for p in (results_dir / "runs").glob("*") if p.is_dir()):
         settings = read_json(run_dir / "settings.json")
         if not isinstance(settings, dict):
@@ -134,7 +137,7 @@ def collect_tables(
                 }  # fmt: skip
                 if space.benchmark is None:
                     found = _retrain_rows(row, space, retrained, dataset)
-                    chosen.add((canonical_genotype(row["arch"]), dataset))
+                    chosen.add(_retrain_key(row["arch"], space, dataset))
                 else:
                     found = _accuracy_rows(row, space, truth)
             except _INVALID as error:
@@ -144,36 +147,18 @@ def collect_tables(
             records.extend(found)
     records.extend(_genotype_rows(retrained, chosen))
     return {
-        "records": _frame(records, _RECORD_COLUMNS),
-        "selections": _frame(selections, _SELECTION_COLUMNS),
-        "runs": _frame(runs, _RUN_COLUMNS),
+        "records": _frame(records, schema.RECORDS.columns),
+        "selections": _frame(selections, schema.SELECTIONS.columns),
+        "runs": _frame(runs, schema.RUNS.columns),
         "mixing_weights": (
-            pd.concat(mixing, ignore_index=True) if mixing else _frame([], _MIXING_COLUMNS)
+            pd.concat(mixing, ignore_index=True) if mixing else _frame([], schema.MIXING.columns)
         ),
     }
 
 
-_COSTS = ("wall_seconds", "forward_passes", "backward_passes", "finetune_steps")
-_IDENTITY = ("config_key", "preset", "space", "algorithm", "run_key", "seed", "final_epoch")
+_COSTS = schema.COSTS
 # The ground truth every table is joined with (harness.ground_truth).
 BENCHMARK = "nas-bench-201"
-_ROW = (*_IDENTITY, "epoch", "method", "method_name", "method_key", "upper_bound", "arch")
-_RECORD_COLUMNS = (
-    *_ROW, "benchmark_index", "dataset", "metric", "fidelity", "accuracy", "param_free_ops",
-    "skip_ops",
-    # True when the selected cell's input never reaches its output (NAS-Bench-201 scores such
-    # a cell at chance); False in spaces whose cells always connect. Tables written before
-    # this column existed lack it: harness.report.load fills it as unknown.
-    "disconnected",
-    *_COSTS,
-    # Retrained cells (spaces without a tabular benchmark): the evaluation network's size
-    # and how many retrain seeds the accuracy averages.
-    "params", "madds", "retrain_seeds",
-)  # fmt: skip
-_SELECTION_COLUMNS = (*_ROW, "scores", "alphas", "gt_importance", "edge_order", *_COSTS)
-_RUN_COLUMNS = (*_IDENTITY[:-1], "epochs", "train_seconds", "final_valid_acc", "settings",
-                "platform")  # fmt: skip
-_MIXING_COLUMNS = (*_IDENTITY, "epoch", "edge", "op", "weight")
 
 
 def _selection_row(
@@ -236,13 +221,13 @@ def _mixing_weights(identity: dict[str, Any], metrics: pd.DataFrame) -> pd.DataF
     columns = {c: WEIGHT_COLUMN.match(c) for c in metrics.columns}
     columns = {c: m for c, m in columns.items() if m}
     if not columns or metrics.empty:
-        return _frame([], _MIXING_COLUMNS)
+        return _frame([], schema.MIXING.columns)
     long = metrics.melt(id_vars=["epoch"], value_vars=list(columns), value_name="weight")
     long["edge"] = long["variable"].map(lambda c: columns[c]["edge"])
     long["op"] = long["variable"].map(lambda c: columns[c]["op"])
     for name, value in identity.items():
         long[name] = value
-    return long[list(_MIXING_COLUMNS)]
+    return long[list(schema.MIXING.columns)]
 
 
 def _read_metrics(path: Path) -> pd.DataFrame:
@@ -267,6 +252,11 @@ def _run_summary(metrics: pd.DataFrame, settings: dict[str, Any]) -> dict[str, A
         "platform": "; ".join(sorted(metrics["platform"].dropna().astype(str).unique()))
         if "platform" in metrics.columns else "",
         "settings": json.dumps(settings, sort_keys=True),
+        # Labels the report's rows by (a run is a protocol by its values, not its preset).
+        "protocol": protocol_of(settings["config"]) or "",
+        "search_protocol": next(
+            (p for p in SEARCH_PROTOCOL_PRESETS if searched_as(settings["config"], p)), ""
+        ),
     }
 
 
@@ -313,23 +303,32 @@ def stored_results(store_root: Path) -> list[dict[str, Any]]:
     return results
 
 
-def _retrained_by_genotype(results_dir: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    found: dict[tuple[str, str], list[dict[str, Any]]] = {}
+def _retrain_key(genotype: str, space: SearchSpace, dataset: str) -> tuple[str, str, str]:
+    """What joins a selection to its retrains: the canonical genotype, the dataset, and what
+    the space adds to retrain keys (nothing for the DARTS spaces, which share retrains)."""
+    fields = json.dumps(space.retrain_key_fields(), sort_keys=True, default=str)
+    return space.canonical_key(genotype), dataset, fields
+
+
+def _retrained_by_genotype(results_dir: Path) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
+    found: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for result in stored_results(results_dir):
-        key = (canonical_genotype(result["genotype"]), result["dataset"])
+        key = _retrain_key(result["genotype"], result_space(result), result["dataset"])
         found.setdefault(key, []).append(result)
     return found
 
 
-def _genotype_rows(retrained: dict, chosen: set[tuple[str, str]]) -> list[dict[str, Any]]:
+def _genotype_rows(retrained: dict, chosen: set[tuple[str, str, str]]) -> list[dict[str, Any]]:
     """Rows of the retrained genotypes that no stored selection chose (``harness retrain
     --genotype``): no supernet, so "—" for its algorithm and preset, seed -1, epoch 0."""
     rows = []
-    for genotype, dataset in sorted(set(retrained) - chosen):
-        space = _widest_space_holding(genotype)
+    for genotype, dataset, fields in sorted(set(retrained) - chosen):
+        family = result_space(retrained[genotype, dataset, fields][0])
+        space = _widest_space_holding(genotype, family)
         if space is None:
-            log.warning("retrained genotype %s is in none of the DARTS spaces (%s) and left "
-                        "out of the tables", genotype, ", ".join(DARTS_SPACES))  # fmt: skip
+            log.warning("retrained genotype %s is in none of the spaces that retrain it as "
+                        "space %s does, and left out of the tables", genotype,
+                        family.name)  # fmt: skip
             continue
         row = {
             "config_key": GENOTYPE, "preset": "—", "space": space.label, "algorithm": "—",
@@ -341,13 +340,18 @@ def _genotype_rows(retrained: dict, chosen: set[tuple[str, str]]) -> list[dict[s
     return rows
 
 
-def _widest_space_holding(genotype: str) -> SearchSpace | None:
-    # The full DARTS space comes first and holds every cell without S4's noise op.
-    for name in DARTS_SPACES:
-        space = make_space(SpaceSettings(name=name))
+def _widest_space_holding(genotype: str, family: SearchSpace) -> SearchSpace | None:
+    """The first registered space holding the cell (``decode``) among those that retrain it
+    as ``family`` does (the same ``retrain_key_fields``); registered full spaces come before
+    their subsets (the full DARTS space holds every DARTS cell without S4's noise op)."""
+    fields = family.retrain_key_fields()
+    for name in space_names():
+        space = space_named(name)
+        if space.retrain_key_fields() != fields:
+            continue
         try:
             space.decode(genotype)
-        except (HarnessError, ValueError, KeyError):
+        except (HarnessError, ValueError, KeyError, TypeError, IndexError):
             continue
         return space
     return None
@@ -356,7 +360,7 @@ def _widest_space_holding(genotype: str) -> SearchSpace | None:
 def _kept_ops(arch: str, space: SearchSpace) -> list[str]:
     """The cell's ops; in a space that prunes inputs, only the kept edges'."""
     ops = [space.op_names[k] for k in space.decode(arch)]
-    return ops if space.topology == "every-edge" else [op for op in ops if op != "none"]
+    return [op for op in ops if op != "none"] if space.prunes_inputs else ops
 
 
 def _disconnected(arch: str, space: SearchSpace) -> bool:
@@ -375,7 +379,7 @@ def _retrain_rows(
         "skip_ops": ops.count("skip_connect"), "disconnected": _disconnected(row["arch"], space),
     }  # fmt: skip
     by_fidelity: dict[str, list[dict[str, Any]]] = {}
-    for result in retrained.get((canonical_genotype(row["arch"]), dataset), []):
+    for result in retrained.get(_retrain_key(row["arch"], space, dataset), []):
         by_fidelity.setdefault(result["fidelity"], []).append(result)
     if not by_fidelity:
         return [{**shared, "fidelity": "not-retrained", "accuracy": math.nan, "params": math.nan,

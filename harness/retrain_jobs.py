@@ -1,8 +1,13 @@
 """Which genotypes ``harness retrain`` trains, and running those jobs like ``harness run``'s
-(in this process, in worker processes, or on a Dask cluster; the store coordinates)."""
+(in this process, in worker processes, or on a Dask cluster; the store coordinates).
+
+A job names its genotype's space by its registered name; the space reads the genotype and
+builds the network (:mod:`harness.retraining`), so any registered space without tabular
+ground truth is retrained alike."""
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +21,7 @@ from harness.config import SpaceSettings
 from harness.errors import HarnessError
 from harness.locations import DataLocation
 from harness.pipeline import Execution, run_parallel, torch_threads, where_this_runs
-from harness.retraining import RetrainSettings, canonical_genotype, retrain_genotype
+from harness.retraining import RetrainSettings, genotype_space, retrain_genotype
 from harness.selecting import read_selection
 from harness.store import read_json
 from spaces import make_space
@@ -29,6 +34,9 @@ class RetrainJob:
     genotype: str
     dataset: str
     seed: int
+    # The registered space whose network trains the genotype; None: the first registered
+    # space whose codec reads it.
+    space: str | None = None
 
 
 @dataclass(frozen=True)
@@ -70,9 +78,9 @@ def genotypes_in_store(
     space: str | None = None,
     methods: list[str] | None = None,
     epoch: str | int = "final",
-) -> list[tuple[str, str]]:
-    """(genotype, dataset) of every stored selection in a space without a tabular benchmark,
-    at the final checkpoint (``epoch="final"``), a given epoch, or every one (``"all"``);
+) -> list[tuple[str, str, str]]:
+    """(genotype, dataset, space name) of every stored selection in a space without a tabular
+    benchmark, at the final checkpoint (``epoch="final"``), a given epoch, or every one (``"all"``);
     ``space`` / ``methods`` (display names, e.g. ``darts-pt``) narrow it. [] when the store
     holds no such selection; one sentence naming the filter when a filter leaves none."""
     stored = _stored_selections(results_dir)
@@ -104,7 +112,7 @@ def genotypes_in_store(
             f"nothing to retrain: --epoch {epoch} matches no stored selection{where}; epochs "
             f"there: {_listed(str(s.epoch) for s in stored)} (final: {finals}), or --epoch all"
         )
-    return list(dict.fromkeys((s.arch, s.dataset) for s in kept))
+    return list(dict.fromkeys((s.arch, s.dataset, s.space) for s in kept))
 
 
 def _listed(values) -> str:
@@ -112,13 +120,23 @@ def _listed(values) -> str:
     return ", ".join(sorted(unique, key=int) if all(v.isdigit() for v in unique) else unique)
 
 
-def plan_jobs(genotypes: list[tuple[str, str]], seeds: list[int]) -> list[RetrainJob]:
-    """One job per (genotype, dataset, seed); genotypes are checked before any work."""
-    jobs = []
-    for genotype, dataset in genotypes:
-        canonical = canonical_genotype(genotype)
-        jobs += [RetrainJob(canonical, dataset, seed) for seed in seeds]
-    return list(dict.fromkeys(jobs))
+def plan_jobs(genotypes: list[tuple[str, ...]], seeds: list[int],
+              space: str | None = None) -> list[RetrainJob]:  # fmt: skip
+    """One job per (genotype, dataset, seed) and what its space adds to the retrain key;
+    genotypes are read and canonicalised by their space before any work.
+
+    ``genotypes``: (genotype, dataset) or (genotype, dataset, space name) items. A pair's
+    space is ``space``, or (None) the first registered space whose codec reads it."""
+    jobs: dict[tuple, RetrainJob] = {}
+    for item in genotypes:
+        genotype, dataset, named = (*item, space) if len(item) == 2 else item
+        found = genotype_space(genotype, named)
+        canonical = found.canonical_key(genotype)
+        fields = json.dumps(found.retrain_key_fields(), sort_keys=True, default=str)
+        for seed in seeds:  # one job per retrain key: the first space that asked for it
+            jobs.setdefault((canonical, dataset, seed, fields),
+                            RetrainJob(canonical, dataset, seed, found.name))  # fmt: skip
+    return list(jobs.values())
 
 
 def run_jobs(
@@ -133,8 +151,9 @@ def run_jobs(
     """Every job's result (``cached`` True where the store already held it)."""
     if not jobs:
         raise HarnessError(
-            "nothing to retrain: give --genotype, or select in a DARTS space first "
-            "(harness run --preset darts-proxy ...) so that the store holds genotypes"
+            "nothing to retrain: give --genotype, or select in a space without tabular "
+            "ground truth first (e.g. harness run --preset darts-proxy ...) so that the store "
+            "holds genotypes"
         )
     if execution.in_process:
         arrays = {dataset: location.load() for dataset, location in locations.items()}
@@ -143,7 +162,7 @@ def run_jobs(
             for job in tqdm(jobs, desc="retrain", disable=not progress or len(jobs) == 1):
                 outcome = retrain_genotype(job.genotype, settings, job.seed, arrays[job.dataset],
                                            results_dir, job.dataset, device,
-                                           progress=progress)  # fmt: skip
+                                           progress=progress, space=job.space)  # fmt: skip
                 outcomes.append((outcome, "in-process"))
     else:
         tasks = [
@@ -162,5 +181,5 @@ def _retrain_job(job: RetrainJob, settings, location: DataLocation, results_dir:
                  device: str, threads: int):  # fmt: skip
     torch.set_num_threads(threads)
     outcome = retrain_genotype(job.genotype, settings, job.seed, location.load(), results_dir,
-                               job.dataset, device)  # fmt: skip
+                               job.dataset, device, space=job.space)  # fmt: skip
     return outcome, where_this_runs()

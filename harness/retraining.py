@@ -1,8 +1,11 @@
 """``harness retrain``: a genotype's evaluation network trained from scratch, the ground truth
 of spaces without a tabular benchmark (the DARTS space and RobustDARTS's S1-S4).
 
-A retrain is a job like training a supernet: stored once under
-``retrains/<key>/`` (key: genotype, settings, seed, data, dataset), resumable from its
+The network is the space's (:meth:`spaces.base.SearchSpace.build_network`), and the space
+reads and canonicalises the genotype text (:meth:`~spaces.base.SearchSpace.canonical_key`):
+nothing here knows one space from another. A retrain is a job like training a supernet:
+stored once under ``retrains/<key>/`` (key: genotype, settings, seed, data, dataset, and
+what the space adds: :meth:`~spaces.base.SearchSpace.retrain_key_fields`), resumable from its
 last checkpoint, exact on CPU after an interruption (the batches, cutout squares and
 drop-path draws of epoch e depend only on (seed, e)), and runnable in worker processes
 or on Dask. Its checkpoints are verified like a supernet's (``checkpoints/epoch_NNNN.pt``
@@ -28,10 +31,11 @@ from typing import Any
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm.auto import tqdm
 
 from harness.config import check_field_types
-from harness.data import NORMALISATION, NUM_CLASSES, Batches, CIFAR10Arrays, downsample
+from harness.data import NORMALISATION, NUM_CLASSES, Batches, ImageArrays, downsample
 from harness.errors import HarnessError
 from harness.flops import count_multiply_adds
 from harness.keys import hash_settings
@@ -43,14 +47,12 @@ from harness.store import (
     read_json,
     remove_orphan_temp_files,
 )
-from spaces.darts.genotype import choices_to_genotype, genotype_to_choices, parse_genotype
-from spaces.darts.networks import DartsEvalNetwork, parameter_count
-from spaces.darts.ops import EXTRA_OPS, OP_NAMES
+from spaces import space_named, space_names, space_reading
+from spaces.base import SearchSpace, parameter_count
 
 log = logging.getLogger(__name__)
 
 RETRAIN_FORMAT_VERSION = 1
-VOCABULARY = OP_NAMES + EXTRA_OPS
 
 
 @dataclass(frozen=True)
@@ -153,19 +155,32 @@ def fidelity(settings: RetrainSettings) -> str:
     return f"retrain-{settings.protocol}-custom-{hash_settings(settings.identity())[:6]}"
 
 
-def canonical_genotype(text: str) -> str:
-    """The genotype as the harness prints it (each node's inputs in input order), so one
-    cell has one key and one network, however its pairs were listed."""
-    genotype = parse_genotype(text)
-    return repr(choices_to_genotype(genotype_to_choices(genotype, VOCABULARY), VOCABULARY))
+def genotype_space(genotype: str, space: SearchSpace | str | None = None) -> SearchSpace:
+    """The space that reads ``genotype``: ``space`` itself, the registered space of that
+    name, or (None) the first registered space whose codec reads the text."""
+    if isinstance(space, SearchSpace):
+        return space
+    return space_reading(genotype) if space is None else space_named(space)
+
+
+def canonical_genotype(text: str, space: SearchSpace | str | None = None) -> str:
+    """The genotype as its space prints it (a DARTS genotype: each node's inputs in input
+    order), so one cell has one key and one network, however it was written; ``space`` as
+    :func:`genotype_space` takes it."""
+    return genotype_space(text, space).canonical_key(text)
 
 
 def retrain_key(genotype: str, settings: RetrainSettings, seed: int, fingerprint: str,
-                dataset: str) -> str:  # fmt: skip
-    return hash_settings({
+                dataset: str, space_fields: dict[str, Any] | None = None) -> str:  # fmt: skip
+    """The store key; ``space_fields`` (the space's ``retrain_key_fields()``) join it only
+    when there are any, so the DARTS spaces' keys are what they were before spaces had it."""
+    identity = {
         "genotype": genotype, "settings": settings.identity(), "seed": seed,
         "data_fingerprint": fingerprint, "dataset": dataset, "format": RETRAIN_FORMAT_VERSION,
-    })  # fmt: skip
+    }  # fmt: skip
+    if space_fields:
+        identity["space"] = dict(space_fields)
+    return hash_settings(identity)
 
 
 @dataclass
@@ -196,11 +211,21 @@ def result_problem(raw: Any) -> str | None:
             return f"{name} is {value!r}" if name in raw else f"no {name}"
     if not (math.isfinite(raw["test_acc"]) and 0 <= raw["test_acc"] <= 100):
         return f"test_acc {raw['test_acc']!r} is no percentage"
+    if "space" in raw and not isinstance(raw["space"], str):
+        return f"space is {raw['space']!r}"
+    if "space" in raw and raw["space"] not in space_names():
+        return f"its space {raw['space']} is not registered in this process"
     try:
-        parse_genotype(raw["genotype"])
-    except HarnessError:
+        result_space(raw).decode_unchecked(raw["genotype"])
+    except (HarnessError, ValueError, KeyError, TypeError, IndexError):
         return "its genotype cannot be read"
     return None
+
+
+def result_space(raw: dict[str, Any]) -> SearchSpace:
+    """The space a result's genotype belongs to: the one it records, or, in results written
+    before they recorded it (all of a DARTS space), the first registered space that reads it."""
+    return genotype_space(raw["genotype"], raw.get("space"))
 
 
 def read_result(path: Path) -> dict[str, Any] | None:
@@ -213,19 +238,26 @@ def retrain_genotype(
     genotype: str,
     settings: RetrainSettings,
     seed: int,
-    data: CIFAR10Arrays,
+    data: ImageArrays,
     store_root: Path,
     dataset: str = "cifar10",
     device: str = "cpu",
     progress: bool = False,
+    space: SearchSpace | str | None = None,
 ) -> RetrainOutcome:
-    genotype = canonical_genotype(genotype)
-    key = retrain_key(genotype, settings, seed, data.fingerprint, dataset)
+    """Retrain ``genotype`` (text the space reads) with ``settings``; ``space``: the space
+    (or its registered name) whose network it is, None: the first registered space whose
+    codec reads the text."""
+    space = genotype_space(genotype, space)
+    genotype = space.canonical_key(genotype)
+    key = retrain_key(genotype, settings, seed, data.fingerprint, dataset,
+                      space.retrain_key_fields())  # fmt: skip
     with job_lock(lock_path(store_root, "retrain", key), f"retraining {key} (seed {seed})"):
         folder = retrain_dir(store_root, key)
         if (done := read_result(folder / "result.json")) is not None:
             return RetrainOutcome(key, done, 0, done["epochs"])
-        return _retrain_locked(genotype, settings, seed, data, folder, dataset, device, progress)
+        return _retrain_locked(genotype, space, settings, seed, data, folder, dataset, device,
+                               progress)  # fmt: skip
 
 
 def _seed(seed: int, *parts: object) -> int:
@@ -254,12 +286,11 @@ def _cutout(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Ten
     return x.masked_fill(square[:, None], 0.0)
 
 
-def _fresh(genotype: str, settings: RetrainSettings, seed: int, dataset: str,
-           device: torch.device) -> tuple[DartsEvalNetwork, torch.optim.SGD]:  # fmt: skip
+def _fresh(genotype: str, space: SearchSpace, settings: RetrainSettings, seed: int,
+           dataset: str, device: torch.device) -> tuple[nn.Module, torch.optim.SGD]:  # fmt: skip
     """The network and optimiser as epoch 0 has them (seeded: always the same)."""
     torch.manual_seed(seed)
-    net = DartsEvalNetwork(parse_genotype(genotype), settings.channels, settings.layers,
-                           NUM_CLASSES[dataset], auxiliary=settings.auxiliary_weight > 0)
+    net = space.build_network(space.decode_unchecked(genotype), settings, NUM_CLASSES[dataset])
     net = net.to(device)
     optimizer = torch.optim.SGD(net.parameters(), lr=settings.lr, momentum=settings.momentum,
                                 weight_decay=settings.weight_decay)  # fmt: skip
@@ -267,7 +298,7 @@ def _fresh(genotype: str, settings: RetrainSettings, seed: int, dataset: str,
 
 
 def _resume(store: CheckpointStore, settings: RetrainSettings,
-            fresh: Callable[[], tuple[DartsEvalNetwork, torch.optim.SGD]]):  # fmt: skip
+            fresh: Callable[[], tuple[nn.Module, torch.optim.SGD]]):  # fmt: skip
     """(net, optimizer, next epoch, metrics so far) from the newest verified checkpoint.
 
     Anything that fails throws the stored state away and starts from ``fresh()``: never from
@@ -302,8 +333,8 @@ def _resume(store: CheckpointStore, settings: RetrainSettings,
         return net, optimizer, 0, []
 
 
-def _retrain_locked(genotype: str, settings: RetrainSettings, seed: int, data: CIFAR10Arrays,
-                    folder: Path, dataset: str, device_name: str,
+def _retrain_locked(genotype: str, space: SearchSpace, settings: RetrainSettings, seed: int,
+                    data: ImageArrays, folder: Path, dataset: str, device_name: str,
                     progress: bool) -> RetrainOutcome:  # fmt: skip
     device = torch.device(device_name)
     train_idx = _subset(len(data.train_labels), settings.train_images, settings.subset_seed,
@@ -320,12 +351,13 @@ def _retrain_locked(genotype: str, settings: RetrainSettings, seed: int, data: C
     folder.mkdir(parents=True, exist_ok=True)
     remove_orphan_temp_files(folder)  # what a killed retrain of this key left
     atomic_write_json(folder / "settings.json", {
-        "genotype": genotype, "settings": dataclasses.asdict(settings), "seed": seed,
+        "genotype": genotype, "space": space.name, "settings": dataclasses.asdict(settings),
+        "seed": seed,
         "dataset": dataset, "data_fingerprint": data.fingerprint, "torch": torch.__version__,
     })  # fmt: skip
     store = CheckpointStore(folder)
     net, optimizer, start, metrics = _resume(
-        store, settings, lambda: _fresh(genotype, settings, seed, dataset, device)
+        store, settings, lambda: _fresh(genotype, space, settings, seed, dataset, device)
     )
     params = parameter_count(net)
     madds = count_multiply_adds(net, (3, settings.resolution, settings.resolution))
@@ -348,7 +380,7 @@ def _retrain_locked(genotype: str, settings: RetrainSettings, seed: int, data: C
         for x, y in train.epoch(epoch):
             if settings.cutout:
                 x = _cutout(x, settings.cutout, cutout_rng)
-            logits, aux = net(x)
+            logits, aux = _outputs(net(x))
             loss = F.cross_entropy(logits, y)
             if aux is not None:
                 loss = loss + settings.auxiliary_weight * F.cross_entropy(aux, y)
@@ -379,7 +411,8 @@ def _retrain_locked(genotype: str, settings: RetrainSettings, seed: int, data: C
                                pd.DataFrame(metrics).to_csv(index=False).encode())  # fmt: skip
     bar.close()
     result = {
-        "genotype": genotype, "fidelity": fidelity(settings), "protocol": settings.protocol,
+        "genotype": genotype, "space": space.name, "fidelity": fidelity(settings),
+        "protocol": settings.protocol,
         "seed": seed, "dataset": dataset, "data_fingerprint": data.fingerprint,
         "test_acc": metrics[-1]["test_acc"] * 100, "params": params, "madds": madds,
         "epochs": settings.epochs, "wall_seconds": sum(m["seconds"] for m in metrics),
@@ -391,12 +424,17 @@ def _retrain_locked(genotype: str, settings: RetrainSettings, seed: int, data: C
     return RetrainOutcome(folder.name, result, settings.epochs - start, start)
 
 
+def _outputs(out: torch.Tensor | tuple) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(logits, auxiliary logits or None) from what a space's network returns."""
+    return out if isinstance(out, tuple) else (out, None)
+
+
 @torch.no_grad()
-def _evaluate(net: DartsEvalNetwork, batches: Batches) -> tuple[float, float]:
+def _evaluate(net: nn.Module, batches: Batches) -> tuple[float, float]:
     net.eval()
     total, correct, count = 0.0, 0, 0
     for x, y in batches.epoch(0):
-        logits, _ = net(x)
+        logits, _ = _outputs(net(x))
         total += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
         count += len(y)

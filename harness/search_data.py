@@ -16,11 +16,10 @@ from harness.data import (
     NORMALISATION,
     NUM_CLASSES,
     Batches,
-    CIFAR10Arrays,
+    ImageArrays,
     downsample,
     search_split,
 )
-from harness.errors import HarnessError
 from harness.split_file import read_split_file
 
 
@@ -40,40 +39,24 @@ def _stream_seed(seed: int, stream: int) -> int:
 
 
 def split_indices(settings: DataSettings, num_train: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(weight, alpha) image indices; raises before any work when the data cannot give them."""
+    """(weight, alpha) image indices; raises before any work when the data cannot give them.
+    (A resolved experiment holds them: :attr:`harness.experiment.Experiment.split`.)"""
     if settings.split_file is None:
         return search_split(num_train, settings.split_seed, settings.images_per_split)
-    return official_split(settings, num_train)
-
-
-def official_split(settings: DataSettings, num_train: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The split file's halves; ``images_per_split`` takes the first N of each."""
-    weight, alpha = read_split_file(settings.split_file)
-    largest = int(max(weight.max(), alpha.max()))
-    if largest >= num_train:
-        raise HarnessError(
-            f"split file {settings.split_file} indexes image {largest}, but the training set "
-            f"has {num_train}: it belongs to another data set"
-        )
-    count = settings.images_per_split
-    if count is not None:
-        if count > min(len(weight), len(alpha)):
-            raise HarnessError(
-                f"images_per_split={count} exceeds the split file's halves "
-                f"({len(weight)} / {len(alpha)} images)"
-            )
-        weight, alpha = weight[:count], alpha[:count]
-    return weight, alpha
+    return read_split_file(settings.split_file).halves(num_train, settings.images_per_split)
 
 
 def make_search_data(
     settings: DataSettings,
-    arrays: CIFAR10Arrays,
+    arrays: ImageArrays,
     seed: int,
     batch_size: int,
     device: torch.device | str = "cpu",
+    split: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> SearchData:
-    weight_idx, alpha_idx = split_indices(settings, len(arrays.train_labels))
+    """The batch streams of one seed; ``split``: the (weight, alpha) indices when already
+    resolved (else derived from ``settings``)."""
+    weight_idx, alpha_idx = split or split_indices(settings, len(arrays.train_labels))
     weight_images = downsample(arrays.train_images[weight_idx], settings.resolution)
     alpha_images = downsample(arrays.train_images[alpha_idx], settings.resolution)
     weight_labels = arrays.train_labels[weight_idx]

@@ -21,10 +21,11 @@ import torch
 
 from harness.checkpoints import LoadedCheckpoint, load_supernet
 from harness.config import SpaceSettings
-from harness.data import CIFAR10Arrays
+from harness.data import ImageArrays
 from harness.errors import HarnessError
 from harness.keys import hash_settings
 from harness.locks import job_lock
+from harness.plugins import is_plugin
 from harness.search_data import make_search_data
 from harness.store import atomic_write_json, read_json
 from methods.selection import Selection, SelectionContext, SelectionMethod
@@ -57,7 +58,7 @@ def selection_path(checkpoint_path: Path, epoch: int, method: SelectionMethod) -
 def select_at_checkpoint(
     checkpoint_path: Path,
     methods: list[SelectionMethod],
-    data: CIFAR10Arrays,
+    data: ImageArrays,
     ground_truth: Any = None,
     device: str | None = None,
     problems: list[MethodProblem] | None = None,
@@ -93,7 +94,7 @@ def select_at_checkpoint(
 def _select_locked(
     checkpoint: LoadedCheckpoint,
     methods: list[SelectionMethod],
-    data: CIFAR10Arrays,
+    data: ImageArrays,
     ground_truth: Any,
     device: str | None,
     problems: list[MethodProblem],
@@ -165,7 +166,7 @@ def _run_method(
         # A built-in's HarnessError is the user's to fix and stops the run in one sentence;
         # anything else from a built-in is a bug and keeps its traceback. A plugin's error
         # of any kind stops only that plugin.
-        if not is_plugin(method):
+        if not is_plugin(type(method)):
             raise
         # Its first line, shortened: the report is one sentence, never a traceback.
         first = (str(error).strip().splitlines() or [""])[0]
@@ -188,12 +189,6 @@ def _run_method(
         except InvalidSelection as error:
             reasons.append(error.reason)
     return None, " and ".join(reasons)
-
-
-def is_plugin(method: SelectionMethod) -> bool:
-    """Whether the method comes from outside the harness (a plugin, a class by path, one
-    defined in a notebook); as :meth:`SelectionMethod.settings` tells them apart."""
-    return not type(method).__module__.startswith("methods.selection.")
 
 
 class SupernetGuard:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,11 +23,43 @@ import torch
 from harness.errors import HarnessError
 
 
-def read_split_file(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """(weight, alpha) indices: the file's ``train`` and ``valid`` halves."""
+@dataclass(frozen=True)
+class SplitFile:
+    """A split file as read once: its halves and its content hash (what run keys hold)."""
+
+    path: str
+    weight: torch.Tensor
+    alpha: torch.Tensor
+    digest: str
+
+    def halves(
+        self, num_train: int, images_per_split: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weight, alpha) indices into a training set of ``num_train`` images;
+        ``images_per_split`` takes the first N of each half."""
+        largest = int(max(self.weight.max(), self.alpha.max()))
+        if largest >= num_train:
+            raise HarnessError(
+                f"split file {self.path} indexes image {largest}, but the training set "
+                f"has {num_train}: it belongs to another data set"
+            )
+        weight, alpha = self.weight, self.alpha
+        if images_per_split is not None:
+            if images_per_split > min(len(weight), len(alpha)):
+                raise HarnessError(
+                    f"images_per_split={images_per_split} exceeds the split file's halves "
+                    f"({len(weight)} / {len(alpha)} images)"
+                )
+            weight, alpha = weight[:images_per_split], alpha[:images_per_split]
+        return weight, alpha
+
+
+def read_split_file(path: str | Path) -> SplitFile:
+    """The file's ``train`` (weight) and ``valid`` (alpha) halves, checked, and its hash."""
     path = Path(path)
     try:
-        raw = json.loads(path.read_text())
+        content = path.read_bytes()
+        raw = json.loads(content.decode())
     except FileNotFoundError:
         raise HarnessError(
             f"split file {path} does not exist: pass the path of AutoDL-Projects' "
@@ -51,8 +84,13 @@ def read_split_file(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     weight, alpha = halves
     if len(set(weight.tolist()) & set(alpha.tolist())):
         raise HarnessError(f"split file {path}: its train and valid halves overlap")
-    return weight, alpha
+    return SplitFile(str(path), weight, alpha, digest_of(content))
+
+
+def digest_of(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()[:16]
 
 
 def split_file_digest(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    """The content hash alone (for keys of settings not resolved into an experiment)."""
+    return digest_of(Path(path).read_bytes())

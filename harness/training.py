@@ -17,19 +17,18 @@ from typing import Any
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 import harness
-from harness.checkpoints import build_supernet
+from harness.batches import Tally
 from harness.config import ExperimentConfig, TrainSettings
-from harness.data import NUM_CLASSES, Batches, CIFAR10Arrays
+from harness.data import NUM_CLASSES, Batches, ImageArrays
 from harness.errors import HarnessError
-from harness.keys import STORE_FORMAT_VERSION, run_key
+from harness.experiment import Experiment, experiment_of
+from harness.keys import STORE_FORMAT_VERSION
 from harness.locks import job_lock, lock_path
 from harness.search_data import make_search_data
 from harness.store import RunStore, atomic_write_bytes
-from methods.supernet import get_algorithm
 
 log = logging.getLogger(__name__)
 
@@ -64,33 +63,37 @@ def evaluate(supernet, batches: Batches, weights: torch.Tensor | None = None):
     """Mean loss and accuracy over one pass of ``batches`` in eval mode."""
     was_training = supernet.training
     supernet.eval()
-    total_loss, correct, count = 0.0, 0, 0
+    tally = Tally()
     for x, y in batches.epoch(0):
-        logits = supernet(x, weights)
-        total_loss += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-        count += len(y)
+        tally.add(supernet(x, weights), y)
     supernet.train(was_training)
-    return total_loss / count, correct / count
+    return tally.mean_loss, tally.accuracy
 
 
 def train_supernet(
-    config: ExperimentConfig,
+    experiment: Experiment | ExperimentConfig,
     seed: int,
     store_root: Path,
-    data: CIFAR10Arrays,
+    data: ImageArrays,
     progress: bool = True,
 ) -> TrainOutcome:
-    key = run_key(config, seed, data.fingerprint)
+    """Train (or resume, or find trained) the run of ``seed``. ``experiment`` is resolved
+    once by the caller (:func:`harness.experiment.resolve_experiment`); settings alone are
+    resolved here, for callers outside a study."""
+    if isinstance(experiment, ExperimentConfig):
+        experiment = experiment_of(experiment)
+    experiment = experiment.on_data(data, [seed])
+    key = experiment.run_key(seed)
     run = RunStore(store_root, key)
     # One process trains a run; another waits, then finds it trained (or resumes it).
     with job_lock(lock_path(store_root, "train", key), f"training run {key} (seed {seed})"):
-        return _train_locked(config, seed, run, data, progress)
+        return _train_locked(experiment, seed, run, data, progress)
 
 
 def _train_locked(
-    config: ExperimentConfig, seed: int, run: RunStore, data: CIFAR10Arrays, progress: bool
+    experiment: Experiment, seed: int, run: RunStore, data: ImageArrays, progress: bool
 ) -> TrainOutcome:
+    config = experiment.config
     key = run.key
     run.remove_stale_temp_files()
     total = config.train.epochs
@@ -107,11 +110,12 @@ def _train_locked(
 
     device = torch.device(config.device)
     torch.manual_seed(seed)
-    num_classes = NUM_CLASSES[config.data.dataset]
-    supernet = build_supernet(config.space, num_classes, compute=config.compute).to(device)
-    algorithm = get_algorithm(config.algorithm)(supernet, config.train, config.algorithm_options)
+    supernet = experiment.build_supernet().to(device)
+    algorithm = experiment.build_algorithm(supernet)
     # Data first: a split the data cannot give fails before the run directory exists.
-    search = make_search_data(config.data, data, seed, config.train.batch_size, device)
+    search = make_search_data(
+        config.data, data, seed, config.train.batch_size, device, split=experiment.split
+    )
     settings = settings_record(config, seed, data.fingerprint, key, algorithm)
     run.write_settings(settings)
 

@@ -9,12 +9,20 @@ under ``spaces/`` plus its tests (see ``docs/adding-a-space.md``).
 Cells are *choices*: one op index (into :attr:`SearchSpace.op_names`) per edge, in
 :attr:`SearchSpace.edges` order. Scores and mixing matrices are ``edges x ops`` over the
 whole vocabulary; ops outside an edge's candidate set are never mixed, scored or chosen.
+
+What a space must provide is abstract here: a class that leaves one out, or sets no
+``name``, ``op_names``, ``edges`` or ``parameter_free_ops``, fails when it is built, with
+one sentence naming what is missing. Spaces are registered by name in :mod:`spaces`
+(built-ins in ``SPACE_MODULES``, others with :func:`spaces.register_space`).
 """
 
 from __future__ import annotations
 
+import abc
+import enum
 import itertools
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -25,12 +33,30 @@ from harness.errors import HarnessError
 
 Choices = tuple[int, ...]
 
-# The topology rules a space can have: NB201 keeps every edge of the cell; the DARTS
-# space keeps two inputs per intermediate node (the edges with the strongest ops).
-TOPOLOGY_RULES = ("every-edge", "two-inputs-per-node")
+
+class Topology(enum.StrEnum):
+    """The rule a discrete cell follows. NB201 keeps every edge of the cell; the DARTS space
+    keeps two inputs per intermediate node (the edges with the strongest ops).
+
+    The values are what records hold (``describe()``, store keys): a member equals its
+    value as a string, so stored records and keys read the same as before it was typed.
+    """
+
+    EVERY_EDGE = "every-edge"
+    TWO_INPUTS_PER_NODE = "two-inputs-per-node"
+
+    @property
+    def prunes_inputs(self) -> bool:
+        """Whether a discrete cell drops some edges (marked ``none``) by this rule."""
+        return self is not Topology.EVERY_EDGE
 
 
-class SearchSpace:
+# The class attributes every space sets (on the class or in ``__init__`` before calling
+# ``SearchSpace.__init__``), checked once when a space is built.
+DECLARED = ("name", "op_names", "edges", "parameter_free_ops")
+
+
+class SearchSpace(abc.ABC):
     """A cell search space. Subclasses set the class attributes and the builders.
 
     ``candidates[e]``: the op indices edge ``e`` may take (ascending); a space whose every
@@ -42,7 +68,7 @@ class SearchSpace:
     op_names: tuple[str, ...]
     edges: tuple[tuple[int, int], ...]  # (input node, output node)
     parameter_free_ops: frozenset[str]
-    topology: str = "every-edge"
+    topology: Topology = Topology.EVERY_EDGE
     benchmark: str | None = None
     # The compute.* values the space's supernet can honour (field -> allowed values, the
     # first the one a default falls back to); a field left out takes any value.
@@ -53,7 +79,18 @@ class SearchSpace:
     reference_conv_bias: bool = False
     conv_bias_settable: bool = False
 
+    def __new__(cls, *args: Any, **kwargs: Any):
+        missing = sorted(getattr(cls, "__abstractmethods__", ()))
+        if missing:
+            raise HarnessError(
+                f"space class {cls.__name__} does not implement {', '.join(missing)}: every "
+                "search space provides them (see spaces.base.SearchSpace and "
+                "docs/adding-a-space.md)"
+            )
+        return super().__new__(cls)
+
     def __init__(self, candidates: Sequence[Sequence[int]] | None = None) -> None:
+        self._check_declaration()
         every = tuple(range(len(self.op_names)))
         chosen = tuple(every for _ in self.edges) if candidates is None else candidates
         self.candidates: tuple[tuple[int, ...], ...] = tuple(
@@ -70,8 +107,38 @@ class SearchSpace:
                     f"space {self.name}: edge {edge} needs at least one candidate op from "
                     f"{', '.join(self.op_names)}"
                 )
-        if self.topology not in TOPOLOGY_RULES:
-            raise HarnessError(f"space {self.name}: unknown topology rule {self.topology!r}")
+
+    def _check_declaration(self) -> None:
+        """The class attributes, once, in one sentence each: what a space declares."""
+        kind = type(self).__name__
+        absent = [attr for attr in DECLARED if not hasattr(self, attr)]
+        if absent:
+            raise HarnessError(f"space class {kind} sets no {', '.join(absent)}: every search "
+                               f"space declares {', '.join(DECLARED)}")  # fmt: skip
+        if not (isinstance(self.name, str) and self.name):
+            raise HarnessError(f"space class {kind}: name must be a non-empty string")
+        ops = self.op_names
+        if not (isinstance(ops, tuple) and ops and all(isinstance(o, str) and o for o in ops)
+                and len(set(ops)) == len(ops)):  # fmt: skip
+            raise HarnessError(f"space {self.name}: op_names must be a tuple of distinct op "
+                               f"names, not {ops!r}")  # fmt: skip
+        edges = self.edges
+        if not (isinstance(edges, tuple) and edges and all(
+                isinstance(e, tuple) and len(e) == 2 and all(type(n) is int for n in e)
+                and 0 <= e[0] < e[1] for e in edges)):  # fmt: skip
+            raise HarnessError(f"space {self.name}: edges must be a tuple of (input node, "
+                               "output node) pairs, input smaller than output")  # fmt: skip
+        if not (isinstance(self.parameter_free_ops, frozenset | set)
+                and all(isinstance(o, str) for o in self.parameter_free_ops)):  # fmt: skip
+            raise HarnessError(f"space {self.name}: parameter_free_ops must be a set of op "
+                               "names")  # fmt: skip
+        try:
+            self.topology = Topology(self.topology)
+        except ValueError:
+            raise HarnessError(
+                f"space {self.name}: unknown topology rule {self.topology!r}; one of "
+                f"{', '.join(t.value for t in Topology)}"
+            ) from None
 
     # -- shape -------------------------------------------------------------------------
     @property
@@ -90,6 +157,11 @@ class SearchSpace:
     def label(self) -> str:
         """The name shown in tables: the name, plus the candidates when settings narrow it."""
         return self.name
+
+    @property
+    def prunes_inputs(self) -> bool:
+        """Whether the topology rule drops edges of a discrete cell (marked ``none``)."""
+        return self.topology.prunes_inputs
 
     @property
     def is_full(self) -> bool:
@@ -116,7 +188,7 @@ class SearchSpace:
     @property
     def node_inputs(self) -> tuple[tuple[tuple[int, ...], ...], ...]:
         """Per edge group, the input edges of every node the topology rule prunes (only
-        for ``two-inputs-per-node``: each such node keeps two of them)."""
+        for :attr:`Topology.TWO_INPUTS_PER_NODE`: each such node keeps two of them)."""
         return tuple(() for _ in self.edge_groups)
 
     def candidate_names(self, edge: int) -> list[str]:
@@ -126,7 +198,7 @@ class SearchSpace:
         """What the space is, for records: its name and each edge's candidate ops."""
         return {
             "name": self.name,
-            "topology": self.topology,
+            "topology": self.topology.value,
             "cells": self.num_cells,
             "candidates": {
                 edge: self.candidate_names(e) for e, edge in enumerate(self.edge_names)
@@ -200,7 +272,7 @@ class SearchSpace:
         """
         scores = np.array(scores, dtype=np.float64).reshape(self.num_edges, self.num_ops)
         scores[~self.candidate_mask | np.isnan(scores)] = -np.inf
-        if self.topology != "every-edge":
+        if self.topology is not Topology.EVERY_EDGE:
             raise NotImplementedError(f"topology rule {self.topology} of space {self.name}")
         # An edge with no finite score keeps its first candidate: it must be decided somehow.
         return tuple(
@@ -225,23 +297,63 @@ class SearchSpace:
         """Genotype string -> choices (the cell must be in the space)."""
         return self.check_cell(self.decode_unchecked(genotype))
 
+    def canonical_key(self, genotype: str) -> str:
+        """``genotype`` as this space prints it, so one cell has one key (retrain store keys,
+        the records' join of retrains to selections) however its text was spelt.
+
+        Read by the codec alone (:meth:`decode_unchecked`): a cell outside the candidate sets
+        still has a key. One sentence when the codec cannot read it."""
+        return self.encode_unchecked(self.decode_unchecked(genotype))
+
+    def draw_cell(self, genotype: str, path: str | Path, title: str | None = None) -> Path:
+        """A diagram of the cell into ``path`` (format by suffix: .png, .pdf or .svg).
+
+        This default draws the cell's nodes left to right and every edge whose op is not
+        ``none``, labelled with its op (:mod:`spaces.diagram`); a space with a diagram of its
+        own (the DARTS space's two cells) overrides it."""
+        from spaces.diagram import draw_edges
+
+        choices = self.decode_unchecked(genotype)
+        edges = [(i, j, self.op_names[k]) for (i, j), k in zip(self.edges, choices, strict=True)]
+        return draw_edges(edges, path, title)
+
+    def retrain_key_fields(self) -> dict[str, Any]:
+        """What of the space, beside the canonical genotype, names a retrain in the store
+        (``harness retrain``'s key): by default the space's name. A space family whose
+        genotype text alone fixes the network it trains returns what that family shares (or
+        nothing), so one cell is retrained once whichever of its spaces selected it."""
+        return {"space": self.name}
+
+    @abc.abstractmethod
     def encode_unchecked(self, choices: Sequence[int]) -> str:
-        raise NotImplementedError
+        """Choices -> genotype string, without checking the candidate sets."""
 
+    @abc.abstractmethod
     def decode_unchecked(self, genotype: str) -> Choices:
-        raise NotImplementedError
+        """Genotype string -> choices, without checking the candidate sets; one sentence
+        (a :class:`~harness.errors.HarnessError`) for text the codec cannot read."""
 
-    def build_supernet(self, settings: Any, num_classes: int, compute: Any = None):
-        """The weight-sharing supernet (``settings``: :class:`harness.config.SpaceSettings`)."""
-        raise NotImplementedError
+    @abc.abstractmethod
+    def build_supernet(self, settings: Any, num_classes: int, compute: Any = None) -> Supernet:
+        """The weight-sharing supernet (``settings``: :class:`harness.config.SpaceSettings`;
+        ``compute``: :class:`harness.config.ComputeSettings` or None)."""
 
-    def build_network(self, choices: Sequence[int], settings: Any, num_classes: int):
-        """The discrete network of one cell."""
-        raise NotImplementedError
+    @abc.abstractmethod
+    def build_network(self, choices: Sequence[int], settings: Any, num_classes: int) -> nn.Module:
+        """The discrete network of one cell that ``harness retrain`` trains from scratch.
 
-    def discrete_from_supernet(self, supernet, choices: Sequence[int]):
+        ``choices``: as :meth:`decode_unchecked` gives them (the candidate sets are not
+        enforced: a cell is retrained whichever space selected it). ``settings``:
+        :class:`harness.retraining.RetrainSettings` (``channels``, ``layers``,
+        ``auxiliary_weight``, ``resolution``, ...); refuse in one sentence what the network
+        cannot honour. The network's ``forward(x)`` returns logits, or (logits, auxiliary
+        logits or None); retraining sets its ``drop_prob`` (the drop-path probability) every
+        epoch, which a network without drop-path ignores; an auxiliary head, if any, is the
+        submodule ``auxiliary_head`` (left out of the parameter count)."""
+
+    @abc.abstractmethod
+    def discrete_from_supernet(self, supernet: Supernet, choices: Sequence[int]) -> nn.Module:
         """The discrete network of ``choices`` carrying the supernet's parameters."""
-        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {self.num_cells} cells)"
@@ -254,6 +366,15 @@ class SearchSpace:
 
     def __hash__(self) -> int:
         return hash((self.name, self.candidates))
+
+
+def parameter_count(network: nn.Module, auxiliary: bool = False) -> int:
+    """Parameters of ``network``; its auxiliary head's (the submodule ``auxiliary_head``)
+    only when asked, as DARTS-family papers count them."""
+    return sum(
+        p.numel() for name, p in network.named_parameters()
+        if auxiliary or not name.startswith("auxiliary_head.")
+    )  # fmt: skip
 
 
 class NotACandidate(nn.Module):

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from required import missing
 
-from harness.data import CIFAR10Arrays
+from harness.data import ImageArrays
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = [
@@ -57,7 +57,7 @@ def make_arrays(train: int = 600, test: int = 100, size: int = 16, seed: int = 0
 
     train_images, train_labels = split(train)
     test_images, test_labels = split(test)
-    return CIFAR10Arrays(
+    return ImageArrays(
         train_images=train_images,
         train_labels=train_labels,
         test_images=test_images,
@@ -68,7 +68,7 @@ def make_arrays(train: int = 600, test: int = 100, size: int = 16, seed: int = 0
 
 
 @pytest.fixture(scope="session")
-def tiny_arrays() -> CIFAR10Arrays:
+def tiny_arrays() -> ImageArrays:
     return make_arrays()
 
 

@@ -10,8 +10,8 @@ import torch
 from harness.checkpoints import load_supernet
 from harness.cli import main
 from harness.config import FORMAT_1_COMPUTE, ComputeSettings, ExperimentConfig
+from harness.experiment import build_config
 from harness.keys import STORE_FORMAT_VERSION, run_key
-from harness.presets import build_config
 from harness.store import load_checkpoint_file
 from harness.training import train_supernet
 

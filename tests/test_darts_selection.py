@@ -171,7 +171,7 @@ def test_every_supernet_algorithm_trains_in_the_darts_space(tmp_path, run_args, 
 
 def test_records_never_claim_a_compute_setting_the_darts_supernet_cannot_run():
     from harness.errors import HarnessError
-    from harness.presets import build_config
+    from harness.experiment import build_config
 
     config = build_config("smoke", {"space": {"name": "darts-s3"}})
     assert (config.compute.cell, config.compute.channels_last) == ("reference", False)

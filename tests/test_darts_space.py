@@ -202,3 +202,23 @@ def test_methods_that_use_the_topology_rule_return_darts_genotypes(method):
     selection = make_method(method).select(supernet, SelectionContext(data=None, seed=0))
     genotype = parse_genotype(selection.arch)
     assert space.contains(space.decode(selection.arch)) and genotype.normal_concat == [2, 3, 4, 5]
+
+
+def test_the_space_builds_the_evaluation_network_a_retrain_protocol_asks_for(tmp_path):
+    from harness.retraining import retrain_settings
+    from spaces import space_named
+
+    space = space_named("darts-s2")  # candidates are not enforced: V2 is no S2 cell
+    settings = retrain_settings("smoke")  # 5 cells at C=4, no auxiliary head
+    network = space.build_network(space.decode_unchecked(repr(DARTS_V2)), settings, 10)
+    reference = DartsEvalNetwork(DARTS_V2, 4, 5, 10, auxiliary=False)
+    assert parameter_count(network) == parameter_count(reference)
+    assert network.auxiliary_head is None
+    with_aux = space.build_network(space.decode_unchecked(repr(DARTS_V2)),
+                                   retrain_settings("robustdarts"), 10)  # fmt: skip
+    assert with_aux.auxiliary_head is not None
+    # the DARTS spaces add nothing to retrain keys (they share one network per genotype)
+    assert space.retrain_key_fields() == space_named("darts").retrain_key_fields() == {}
+    assert space.prunes_inputs and space.describe()["topology"] == "two-inputs-per-node"
+    path = space.draw_cell(repr(DARTS_V2), tmp_path / "v2.png", "DARTS V2")
+    assert path.stat().st_size > 10_000

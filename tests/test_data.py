@@ -19,7 +19,7 @@ from harness.data import (
     MEAN,
     STD,
     Batches,
-    CIFAR10Arrays,
+    ImageArrays,
     downsample,
     fingerprint_arrays,
     load_cifar10,
@@ -238,7 +238,7 @@ def test_corrupt_cache_is_rebuilt(tmp_path, caplog):
 
 
 def test_unknown_source(tmp_path):
-    with pytest.raises(HarnessError, match="Unknown CIFAR-10 source 'imagenet'.*folder"):
+    with pytest.raises(HarnessError, match="unknown data source 'imagenet'.*folder"):
         load_cifar10("imagenet", tmp_path, tmp_path / "cache")
 
 
@@ -448,7 +448,7 @@ def test_real_cifar10_folder(tmp_path):
     t0 = time.perf_counter()
     d = load_cifar10("folder", root, tmp_path)
     t_decode = time.perf_counter() - t0
-    assert isinstance(d, CIFAR10Arrays)
+    assert isinstance(d, ImageArrays)
     assert d.classes == CIFAR_CLASSES
     assert d.train_images.shape == (50_000, 3, 32, 32)
     assert d.test_images.shape == (10_000, 3, 32, 32)

@@ -25,14 +25,14 @@ from harness.data import (
     NUM_CLASSES,
     STD,
     Batches,
-    DatasetArrays,
+    ImageArrays,
     fingerprint_arrays,
     load_cifar10,
     load_dataset,
 )
 from harness.errors import HarnessError
+from harness.experiment import build_config
 from harness.locations import DataLocation, resolve_data_location
-from harness.presets import build_config
 from harness.search_data import make_search_data
 from harness.store import RunStore
 from harness.training import train_supernet
@@ -105,7 +105,7 @@ def _touch_later(path: Path) -> None:
 def test_cifar100_decodes_chw_images_fine_labels_and_names(tmp_path):
     raw = make_cifar100(tmp_path)
     d = load_dataset("cifar100", "torchvision", tmp_path, tmp_path / "cache")
-    assert isinstance(d, DatasetArrays)
+    assert isinstance(d, ImageArrays)
     assert d.classes == FINE_NAMES
     assert d.train_images.shape == (12, 3, 32, 32) and d.test_images.shape == (5, 3, 32, 32)
     assert d.train_images.dtype == torch.uint8 and d.train_labels.dtype == torch.int64

@@ -8,7 +8,7 @@ import pandas as pd
 import torch
 
 from harness.checkpoints import build_supernet
-from harness.presets import build_config
+from harness.experiment import build_config
 from harness.store import RunStore
 from harness.training import train_supernet
 

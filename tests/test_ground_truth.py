@@ -19,6 +19,8 @@ from harness.ground_truth import (
     load_ground_truth,
     resolve_ground_truth_path,
 )
+from spaces import space_of_benchmark
+from spaces.nb201 import NB201Space
 from spaces.nb201.codec import NUM_CELLS, ArchStringError, decode, encode
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,6 +125,23 @@ def test_small_table_lookups(small: GroundTruth, caplog) -> None:
     many = small.lookup_many([AVG, ALL_SKIP, AVG], "cifar100_test_200ep")
     assert many.tolist() == [50.0, 15.6, 50.0]
     assert ALL_SKIP in small and encode((0,) * 6) not in small
+
+
+def test_cells_are_read_by_the_space_the_table_covers(small: GroundTruth, tmp_path) -> None:
+    # no codec of its own: the full NAS-Bench-201 space, found in the registry, reads cells
+    assert small.space is space_of_benchmark("nas-bench-201") and small.space.name == "nb201"
+
+    class Reading(NB201Space):
+        read: list[str] = []
+
+        def decode_unchecked(self, genotype: str) -> tuple[int, ...]:
+            self.read.append(genotype)
+            return super().decode_unchecked(genotype)
+
+    path = write_table(tmp_path / "gt.csv", [f"1835,{ALL_SKIP},54.3,15.6,1"])
+    truth = GroundTruth.from_csv(path, space=Reading())
+    assert truth.space.read and set(truth.space.read) == {ALL_SKIP}
+    assert truth.index_of(ALL_SKIP) == 1835
 
 
 def test_subset_table_warns(tmp_path: Path, caplog) -> None:

@@ -10,8 +10,8 @@ import torch
 
 from harness.checkpoints import build_supernet
 from harness.cli import main
+from harness.experiment import build_config
 from harness.keys import run_key
-from harness.presets import build_config
 from harness.store import RunStore
 
 

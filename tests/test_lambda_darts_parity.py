@@ -35,8 +35,8 @@ import torch.nn.functional as F
 
 from harness.config import TrainSettings
 from harness.errors import HarnessError
+from harness.experiment import build_config
 from harness.keys import run_key
-from harness.presets import build_config
 from methods.supernet import get_algorithm
 from spaces.nb201 import NB201Space, NB201Supernet
 from tests.batch_norm_state import randomise_batch_norm

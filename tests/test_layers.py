@@ -9,13 +9,14 @@ The layers, bottom to top (a module may import its own layer and the ones below)
 1. ``foundation`` — settings and errors, and what the layers above take from the harness:
    ``harness.errors``, ``harness.config`` (the settings dataclasses), ``plugins`` (the
    registry machinery), ``batches``, ``data``, ``search_data``, ``split_file``, ``store``,
-   ``locks``, ``flops``, ``locations``;
+   ``locks``, ``flops``, ``locations``, ``literals`` (text values read as Python values),
+   ``schema`` (the results tables' columns);
 2. ``spaces`` — the search spaces;
 3. ``methods`` — selection methods and supernet algorithms;
-4. ``jobs`` — store keys, presets, training, selection, retraining, records, ground truth,
-   planning and running jobs;
+4. ``jobs`` — store keys, presets, the resolved experiment, training, selection,
+   retraining, records, ground truth, planning and running jobs;
 5. ``report`` — ``harness.report``;
-6. ``front`` — ``harness.api`` and ``harness.cli``.
+6. ``front`` — ``harness.api`` (with its requests and argument checks) and ``harness.cli``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ PACKAGES = ("harness", "methods", "spaces")
 FOUNDATION = {
     "harness", "harness.errors", "harness.config", "harness.plugins", "harness.batches",
     "harness.data", "harness.search_data", "harness.split_file", "harness.store",
-    "harness.locks", "harness.flops", "harness.locations",
+    "harness.locks", "harness.flops", "harness.locations", "harness.literals", "harness.schema",
 }  # fmt: skip
 LAYERS = ("foundation", "spaces", "methods", "jobs", "report", "front")
 

@@ -159,3 +159,22 @@ def test_active_ops_mask_zeroes_inactive_ops():
     weights = supernet.mixing_weights()
     assert torch.all(weights[:, 3] == 0)
     torch.testing.assert_close(weights.sum(-1), torch.ones(6))
+
+
+def test_build_network_is_the_benchmark_network_a_retrain_protocol_asks_for():
+    from harness.errors import HarnessError
+    from harness.retraining import retrain_settings
+
+    space = NB201Space()
+    choices = decode(ALL_SKIP)
+    network = space.build_network(choices, retrain_settings("proxy"), 10)  # 8 cells at C=16
+    assert isinstance(network, NB201Network)
+    assert (network.channels, network.cells_per_stage) == (16, 2)
+    assert network(torch.zeros(2, 3, 16, 16)).shape == (2, 10)
+    with pytest.raises(HarnessError, match="3 N \\+ 2 cells"):
+        space.build_network(choices, retrain_settings("proxy", {"layers": 7}), 10)
+    with pytest.raises(HarnessError, match="no auxiliary head"):
+        space.build_network(choices, retrain_settings("paper"), 10)
+    # every NAS-Bench-201 space retrains a cell as one network: one retrain key
+    narrowed = NB201Space([[0, 1]] * 6, name="nb201-s2")
+    assert narrowed.retrain_key_fields() == space.retrain_key_fields() == {"space": "nb201"}

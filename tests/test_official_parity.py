@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from required import module
 
-from harness.presets import build_config
+from harness.experiment import build_config
 from methods.supernet import get_algorithm
 from spaces import make_space
 from spaces.darts import official as darts_official

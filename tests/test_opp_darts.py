@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from harness.config import DataSettings
 from harness.errors import HarnessError
-from harness.presets import build_config
+from harness.experiment import build_config
 from harness.search_data import make_search_data
 from harness.store import RunStore
 from harness.training import train_supernet

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from harness.cli import main
-from harness.presets import build_config, pixels_warning
+from harness.experiment import build_config
+from harness.presets import pixels_warning
 
 
 def test_only_published_protocol_presets_off_the_official_files_warn():

@@ -10,7 +10,8 @@ import math
 import pandas as pd
 import pytest
 
-from harness.presets import PUBLISHED_PROTOCOL_PRESETS, build_config, protocol_of
+from harness.experiment import build_config, protocol_of
+from harness.presets import PUBLISHED_PROTOCOL_PRESETS
 from harness.report.published import BEST_CELL, DATASETS, PUBLISHED, reference_for
 from harness.report.tables import paper_table
 
@@ -109,9 +110,12 @@ def _tables(config: dict, algorithm: str):
     records = pd.DataFrame(rows)
     selections = records[["algorithm", "method"]].assign(wall_seconds=1.0, forward_passes=1)
     settings = json.dumps({"config": config})
+    # The records label each run with the protocol its values match (harness.records).
+    protocol = protocol_of(config) or ""
     runs = pd.DataFrame(
-        {"algorithm": [algorithm] * 2, "train_seconds": [1.0, 1.0], "settings": [settings] * 2}
-    )
+        {"algorithm": [algorithm] * 2, "train_seconds": [1.0, 1.0], "settings": [settings] * 2,
+         "protocol": [protocol] * 2}
+    )  # fmt: skip
     return records, selections, runs
 
 

@@ -16,7 +16,7 @@ from planted import SIGNAL_EDGE, SIGNAL_OP, SKIP, planted_data, planted_supernet
 
 from harness.config import DataSettings, SpaceSettings
 from harness.errors import HarnessError
-from harness.presets import build_config
+from harness.experiment import build_config
 from harness.search_data import make_search_data
 from harness.store import RunStore
 from harness.training import train_supernet

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from harness.experiment import build_config
 from harness.keys import config_key, run_key
-from harness.presets import build_config
 
 PINNED = [
     ("proxy", "darts", {}, 0, "c4c97b77036c3b8f", "eaaf1f880c7f5beb"),

@@ -14,8 +14,8 @@ import torch
 from harness.cli import main
 from harness.config import DataSettings, SpaceSettings
 from harness.errors import HarnessError
+from harness.experiment import build_config
 from harness.ground_truth import GroundTruth
-from harness.presets import build_config
 from harness.search_data import make_search_data
 from harness.store import RunStore
 from methods.selection import SELECTION_METHODS, SelectionContext, make_method

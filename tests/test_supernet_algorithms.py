@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.errors import HarnessError
-from harness.presets import build_config
+from harness.experiment import build_config
 from harness.store import RunStore
 from harness.training import train_supernet
 from methods.supernet import get_algorithm

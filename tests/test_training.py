@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from harness.cli import main
-from harness.presets import build_config
+from harness.experiment import build_config
 from harness.records import collect_tables
 from harness.store import RunStore, load_checkpoint_file
 from harness.training import compute_platform, train_supernet

@@ -13,8 +13,9 @@ from harness.cli import main
 from harness.config import DataSettings, ExperimentConfig, TrainSettings
 from harness.data import downsample
 from harness.errors import HarnessError
+from harness.experiment import build_config
 from harness.keys import run_key
-from harness.presets import PUBLISHED_PROTOCOL_PRESETS, build_config
+from harness.presets import PUBLISHED_PROTOCOL_PRESETS
 from harness.search_data import make_search_data
 from harness.store import RunStore
 from harness.training import train_supernet
@@ -169,7 +170,7 @@ def test_a_bad_split_file_is_refused_in_one_sentence(tmp_path, capsys, content, 
     if content is not None:
         path.write_text(content)
     with pytest.raises(HarnessError, match=pattern):
-        DataSettings(source=source, split_file=str(path)).validate()
+        build_config("smoke", {"data": {"source": source, "split_file": str(path)}})
     code = main(["run", "--preset", "smoke", "--data-source", source, "--data", str(tmp_path),
                  "--results", str(tmp_path / "r"), "--set", f"data.split_file={path}"])  # fmt: skip
     assert code != 0

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from harness import api
-from harness.api import MAX_SEED, MAX_SEEDS, parse_seeds  # noqa: F401 (the CLI's names)
-from harness.config import ExperimentConfig
+from harness.api_arguments import MAX_SEED, MAX_SEEDS, parse_seeds  # noqa: F401 (the CLI's names)
+from harness.config import SOURCES
 from harness.presets import PRESET_DESCRIPTIONS, PRESETS
 from methods.supernet import available_algorithms
 from spaces import space_names
@@ -42,12 +42,13 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--data-source",
-        choices=("folder", "torchvision"),
+        choices=SOURCES,
         default="folder",
         help="format of --data (default: folder)",
     )
     group.add_argument(
-        "--download", action="store_true",
+        "--download",
+        action="store_true",
         help="download the official files of the data set (torchvision source)",
     )
     group.add_argument(
@@ -98,14 +99,6 @@ def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def experiment_config(args: argparse.Namespace, algorithm: str | None = None) -> ExperimentConfig:
-    return api.experiment_config(
-        args.preset,
-        algorithm or args.algorithm,
-        space=args.space,
-        epochs=args.epochs,
-        checkpoint_every=args.checkpoint_every,
-        settings=args.set,
-        device=args.device,
-        data_source=args.data_source,
-    )
+def print_note(text: str) -> None:
+    """Warnings the API hands the command line go to stderr."""
+    print(text, file=sys.stderr)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 
 from harness import api
-from harness.cli.options import add_data_arguments, add_ground_truth_argument
+from harness.api_requests import RetrainRequest, request_from_arguments
+from harness.cli.options import add_data_arguments, add_ground_truth_argument, print_note
 from harness.errors import HarnessError
 from harness.retraining import PROTOCOLS, RetrainSettings
 
@@ -27,13 +27,14 @@ FIELDS = sorted(f.name for f in dataclasses.fields(RetrainSettings) if f.name !=
 def register(commands) -> None:
     parser = commands.add_parser(
         "retrain",
-        help="retrain selected genotypes from scratch (DARTS spaces' ground truth)",
-        description="Train the evaluation network of DARTS-space genotypes from scratch and "
-        "record test accuracy, parameter count and multiply-adds. Without --genotype, every "
-        "genotype the store's selections chose in a space without tabular ground truth "
-        "(darts, darts-s1..s4) is retrained; the records table gains them at fidelity "
-        "retrain-<protocol>, so `harness report` shows them. Each (genotype, settings, seed) "
-        "is trained once, checkpointed every epoch and resumed after an interruption.",
+        help="retrain selected genotypes from scratch (the ground truth of spaces without a table)",
+        description="Train the evaluation network of genotypes from scratch (each built by its "
+        "space) and record test accuracy, parameter count and multiply-adds. Without "
+        "--genotype, every genotype the store's selections chose in a space without tabular "
+        "ground truth (darts, darts-s1..s4, a space you registered) is retrained; the "
+        "records table gains them at fidelity retrain-<protocol>, so `harness report` shows "
+        "them. Each (genotype, settings, seed) is trained once, checkpointed every epoch "
+        "and resumed after an interruption.",
     )
     parser.add_argument(
         "--genotype", action="append", metavar="TEXT",
@@ -80,14 +81,8 @@ def run(args: argparse.Namespace) -> int:
     for item in args.set:
         _check_setting(item)
     epoch = args.epoch if args.epoch in ("final", "all") else _epoch(args.epoch)
-    rows = api.retrain(
-        args.genotype, protocol=args.protocol, seeds=args.seeds, settings=args.set,
-        space=args.space, methods=args.methods, epoch=epoch, dataset=args.dataset,
-        results=args.results, data=args.data, data_source=args.data_source, cache=args.cache,
-        download=args.download, ground_truth=args.ground_truth, jobs=args.jobs,
-        threads=args.threads, cluster=args.cluster, device=args.device,
-        progress=not args.quiet, notes=lambda text: print(text, file=sys.stderr),
-    )  # fmt: skip
+    request = request_from_arguments(RetrainRequest, args, epoch=epoch, notes=print_note)
+    rows = api.retrain(request)
     print(f"{'seed':>4} {'test %':>7} {'params':>9} {'MAdds':>11} {'sec':>7}  fidelity / genotype")
     for row in rows.itertuples():
         state = "stored" if row.cached else f"{row.wall_seconds:7.0f}"

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from harness import api
+from harness.api_requests import RunRequest, request_from_arguments
 from harness.cli.options import (
     add_data_arguments,
     add_experiment_arguments,
     add_ground_truth_argument,
     add_seed_store_arguments,
+    print_note,
 )
 from methods.selection import METHOD_GROUPS, available_methods
 
@@ -58,15 +59,7 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    study = api.run(
-        args.methods, args.seeds, preset=args.preset, algorithm=args.algorithm,
-        space=args.space, epochs=args.epochs, checkpoint_every=args.checkpoint_every,
-        settings=args.set, device=args.device, data=args.data, data_source=args.data_source,
-        download=args.download, cache=args.cache, results=args.results,
-        ground_truth=args.ground_truth, jobs=args.jobs, threads=args.threads,
-        cluster=args.cluster, progress=not args.quiet,
-        notes=lambda text: print(text, file=sys.stderr),
-    )  # fmt: skip
+    study = api.run(request_from_arguments(RunRequest, args, notes=print_note))
     for algorithm, outcome in study.summaries.items():
         print(
             f"{algorithm}: trained seeds {outcome.trained_seeds or 'none (cached)'}; "

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from harness import api
+from harness.api_requests import TrainRequest, request_from_arguments
 from harness.cli.options import (
     add_data_arguments,
     add_experiment_arguments,
     add_seed_store_arguments,
+    print_note,
 )
 
 
@@ -34,13 +35,7 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    outcomes = api.train(
-        args.seeds, preset=args.preset, algorithm=args.algorithm, space=args.space,
-        epochs=args.epochs, checkpoint_every=args.checkpoint_every, settings=args.set,
-        device=args.device, data=args.data, data_source=args.data_source,
-        download=args.download, cache=args.cache, results=args.results, threads=args.threads,
-        progress=not args.quiet, notes=lambda text: print(text, file=sys.stderr),
-    )  # fmt: skip
+    outcomes = api.train(request_from_arguments(TrainRequest, args, notes=print_note))
     for outcome in outcomes:
         if outcome.epochs_trained == 0:
             state = "already trained, nothing to do"

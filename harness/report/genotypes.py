@@ -1,5 +1,6 @@
-"""The report's section for spaces judged by retraining (the DARTS space, RobustDARTS S1-S4):
-each selected genotype with its cell diagram, size, multiply-adds and retrain accuracies.
+"""The report's section for spaces judged by retraining (the DARTS space, RobustDARTS S1-S4,
+any registered space without tabular ground truth): each selected genotype with its cell
+diagram (the space's ``draw_cell``), size, multiply-adds and retrain accuracies.
 
 Published DARTS-PT S1-S4 test errors (Wang et al., ICLR 2021, Table 3, as entered in
 DESIGN.md after checking against the OpenReview version) are shown beside matching rows from
@@ -14,13 +15,12 @@ every other row shows "—".
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import pandas as pd
 
-from harness.presets import searched_as
 from harness.report.published import canonical_variant
+from spaces import SearchSpace, space_named, space_names, space_reading
 
 _TABLE_3 = "DARTS-PT paper (Wang et al., ICLR 2021, OpenReview version), Table 3"
 # Test error (%) as magnitude (the table's "DARTS") / +PT / +PT fix-alpha, per space and
@@ -98,16 +98,9 @@ def genotype_table(records: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _searched_as_published(runs: pd.DataFrame) -> set[str]:
-    """Run keys whose recorded settings are the paper's search protocol (by values)."""
-    found = set()
-    for run_key, raw in runs[["run_key", "settings"]].itertuples(index=False):
-        try:
-            config = json.loads(raw)["config"]
-        except (TypeError, ValueError, KeyError):
-            continue
-        if isinstance(config, dict) and searched_as(config, PUBLISHED_PRESET):
-            found.add(run_key)
-    return found
+    """Run keys whose recorded settings are the paper's search protocol (by values; the
+    records label each run with it when the tables are written)."""
+    return set(runs.loc[runs["search_protocol"] == PUBLISHED_PRESET, "run_key"])
 
 
 def _published_error(row: dict, searched_alike: bool) -> str:
@@ -131,20 +124,24 @@ def diagram_name(arch: str) -> str:
 
 
 def write_diagrams(table: pd.DataFrame, figures_dir: Path) -> dict[str, list[Path]]:
-    """A PNG and a PDF diagram per distinct genotype: arch -> [png, pdf]."""
-    from spaces.darts.diagram import draw_genotype
-    from spaces.darts.genotype import parse_genotype
-
+    """A PNG and a PDF diagram per distinct genotype, drawn by its space: arch -> [png, pdf]."""
     files = {}
     for arch, group in table.groupby("arch", sort=False):
         first = group.iloc[0]
         title = f"{first['method']} on {first['space']}, seed {first['seed']}"
         name = diagram_name(str(arch))
+        space = _drawing_space(str(first["space"]), str(arch))
         files[str(arch)] = [
-            draw_genotype(parse_genotype(str(arch)), figures_dir / f"{name}.{suffix}", title)
+            space.draw_cell(str(arch), figures_dir / f"{name}.{suffix}", title)
             for suffix in ("png", "pdf")
         ]
     return files
+
+
+def _drawing_space(label: str, arch: str) -> SearchSpace:
+    """The space a row names (its label is the registered name unless settings narrowed
+    it), else the first registered space whose codec reads the genotype."""
+    return space_named(label) if label in space_names() else space_reading(arch)
 
 
 def display(table: pd.DataFrame) -> pd.DataFrame:

@@ -10,44 +10,24 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from harness import schema
 from harness.errors import HarnessError
 from harness.store import read_parquet_table
 
 log = logging.getLogger(__name__)
 
-RECORDS_FILE = "records.parquet"
-SELECTIONS_FILE = "selections.parquet"
-RUNS_FILE = "runs.parquet"
-MIXING_FILE = "mixing_weights.parquet"  # optional: results written before it existed lack it
-MIXING_COLUMNS = ("config_key", "preset", "space", "algorithm", "run_key", "seed", "epoch", "edge",
-                  "op", "weight")  # fmt: skip
-# Tables written before search spaces were a setting hold full NAS-Bench-201 runs only.
-SPACE_BEFORE_IT_WAS_RECORDED = "nb201"
-
-IDENTITY_COLUMNS = (
-    "config_key", "preset", "algorithm", "run_key", "seed", "epoch", "final_epoch",
-    "method", "method_name", "method_key", "upper_bound", "arch",
-)  # fmt: skip
-REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
-    RECORDS_FILE: IDENTITY_COLUMNS
-    + ("dataset", "metric", "fidelity", "accuracy", "param_free_ops", "skip_ops"),
-    SELECTIONS_FILE: IDENTITY_COLUMNS
-    + ("scores", "alphas", "gt_importance", "wall_seconds", "forward_passes"),
-    RUNS_FILE: ("config_key", "preset", "algorithm", "run_key", "seed", "epochs", "train_seconds",
-                "settings"),
-}  # fmt: skip
-# Columns added after tables were first written, with the value an older table gets: NaN
-# means "not recorded", which the report prints as n/a rather than guessing.
-OPTIONAL_COLUMNS: dict[str, dict[str, object]] = {
-    RECORDS_FILE: {"disconnected": math.nan},  # harness.records: input never reaches output
-}
+RECORDS_FILE = schema.RECORDS.file
+SELECTIONS_FILE = schema.SELECTIONS.file
+RUNS_FILE = schema.RUNS.file
+MIXING_FILE = schema.MIXING.file  # optional: results written before it existed lack it
+MIXING_COLUMNS = schema.MIXING.columns
+READ = (schema.RECORDS, schema.SELECTIONS, schema.RUNS)
 
 
 @dataclass
@@ -69,17 +49,14 @@ def load_results(results_dir: Path) -> ResultTables:
     """Read the three tables; a missing file or column is the user's to fix, not a bug."""
     results_dir = Path(results_dir)
     frames: dict[str, pd.DataFrame] = {}
-    for name, columns in REQUIRED_COLUMNS.items():
-        path = results_dir / name
+    for table in READ:
+        path = results_dir / table.file
         if not path.is_file():
             raise HarnessError(f"no results in {results_dir}: run `harness run` first")
-        frames[name] = _read_table(path, columns)
-        for column, unknown in OPTIONAL_COLUMNS.get(name, {}).items():
-            if column not in frames[name].columns:
-                frames[name][column] = unknown
+        frames[table.file] = _read_table(path, table)
     mixing_path = results_dir / MIXING_FILE
     if mixing_path.is_file():
-        mixing = _read_table(mixing_path, MIXING_COLUMNS)
+        mixing = _read_table(mixing_path, schema.MIXING)
     else:
         log.info("%s is absent (older results): no alpha-trajectory figure", mixing_path)
         mixing = pd.DataFrame(columns=MIXING_COLUMNS)
@@ -96,20 +73,23 @@ def load_results(results_dir: Path) -> ResultTables:
     return tables
 
 
-def _read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+def _read_table(path: Path, table: schema.TableSchema) -> pd.DataFrame:
     # Page checksums catch damaged data pages, the schema recorded in the file (harness.store)
     # a damaged footer, which can rename a column or change its type without a read failing.
     frame = read_parquet_table(
         path, "delete it and re-run `harness run`, which rebuilds the tables from the store"
     )
     if "space" not in frame.columns:
-        frame["space"] = SPACE_BEFORE_IT_WAS_RECORDED
-    missing = [c for c in columns if c not in frame.columns]
+        frame["space"] = schema.SPACE_BEFORE_IT_WAS_RECORDED
+    missing = [c for c in table.required if c not in frame.columns]
     if missing:
         raise HarnessError(
             f"{path} lacks the column(s) {', '.join(missing)}; it was written by another "
             "version of the harness: re-run `harness run`"
         )
+    for column, unknown in table.filled.items():
+        if column not in frame.columns:
+            frame[column] = unknown
     return frame
 
 

@@ -14,7 +14,6 @@ disconnected (input never reaches output; the benchmark scores them at chance).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 
@@ -22,7 +21,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from harness.presets import protocol_of
 from harness.report.published import DATASETS, PUBLISHED_SPACE, reference_for
 from harness.report.statistics import (
     ACCURACY_RANGE,
@@ -175,14 +173,11 @@ def paper_table(
 
 
 def _protocols(runs: pd.DataFrame) -> dict[str, str | None]:
-    """Per algorithm, the published protocol its recorded settings match (None: none)."""
+    """Per algorithm, the published protocol its recorded settings match (None: none; the
+    records label each run with it when the tables are written)."""
     out: dict[str, str | None] = {}
-    for algorithm, raw in runs[["algorithm", "settings"]].itertuples(index=False):
-        try:
-            config = json.loads(raw)["config"]
-        except (TypeError, ValueError, KeyError):
-            config = None
-        found = protocol_of(config) if isinstance(config, dict) else None
+    for algorithm, protocol in runs[["algorithm", "protocol"]].itertuples(index=False):
+        found = protocol or None
         # Every run of the algorithm must match for its rows to carry a published number.
         out[algorithm] = found if out.get(algorithm, found) == found else None
     return out

@@ -11,8 +11,8 @@ import dataclasses
 import re
 from typing import TYPE_CHECKING, Any
 
-from harness.config import parse_literal
 from harness.errors import HarnessError
+from harness.literals import parse_literal
 from harness.plugins import Registry, build_registry, load_class
 from methods.selection.base import (
     Selection,

@@ -22,6 +22,7 @@ import torch
 
 from harness.config import TrainSettings
 from harness.errors import HarnessError
+from harness.plugins import NoOptions, plugin_source
 from harness.search_data import SearchData
 from methods.supernet.base import parse_options
 from spaces.base import Supernet
@@ -81,11 +82,6 @@ class SelectionContext:
     ground_truth: Any = None  # harness.ground_truth.GroundTruth; only the oracle reads it
 
 
-@dataclass(frozen=True)
-class NoOptions:
-    pass
-
-
 class SelectionMethod:
     name: ClassVar[str]
     options_class: ClassVar[type] = NoOptions
@@ -137,10 +133,8 @@ class SelectionMethod:
         for name, earlier in getattr(self.options_class, "added_later", {}).items():
             if settings.get(name) == earlier:
                 del settings[name]
-        if not type(self).__module__.startswith("methods.selection."):
-            from harness.plugins import class_source
-
-            settings["source"] = class_source(type(self))
+        if source := plugin_source(type(self)):
+            settings["source"] = source
         return settings
 
     def select(self, supernet: Supernet, context: SelectionContext) -> Selection:
@@ -154,7 +148,7 @@ class SelectionMethod:
         except _Refused as error:
             raise InvalidSelection(method_label(self), str(error)) from None
         topology = None
-        if space.topology != "every-edge":
+        if space.prunes_inputs:
             topology = {"rule": self.topology_rule, **(pruning or {})}
         return Selection(
             method=self.display_name,

@@ -41,7 +41,7 @@ class Magnitude(SelectionMethod):
         scores[np.isinf(scores)] = np.nan
         # The space's topology rule; ties go to the earlier op.
         choices = list(space.discretise(scores))
-        if space.topology == "every-edge":
+        if not space.prunes_inputs:
             return choices, scores, list(range(space.num_edges))
         others = scores.copy()
         if "none" in space.op_names:

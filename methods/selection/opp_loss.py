@@ -82,7 +82,7 @@ class OppLoss(SelectionMethod):
             candidate_batch=o.candidate_batch,
         )
         names = supernet.space.op_names
-        prunes = supernet.space.topology != "every-edge"
+        prunes = supernet.space.prunes_inputs
         excluded = (names.index("none"),) if prunes and "none" in names else ()
         # L(W without k) - L(W)
         score = PerturbationScorer(scoring, remove_op, sign=1.0, excluded_ops=excluded)

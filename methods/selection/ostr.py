@@ -123,7 +123,7 @@ class OStr(SelectionMethod):
             batches, o.num_batches, o.bn_mode, cost, candidate_batch=o.candidate_batch
         )
         names = supernet.space.op_names
-        prunes = supernet.space.topology != "every-edge"
+        prunes = supernet.space.prunes_inputs
         competes = o.none_competes and not prunes
         excluded = () if competes or "none" not in names else (names.index("none"),)
         kept_weight = o.replacement == "kept-weight"

@@ -273,7 +273,7 @@ def decide_edges(
     """
     space = net.space
     num_edges = space.num_edges
-    prunes = space.topology == "two-inputs-per-node"
+    prunes = space.prunes_inputs
     queues = [
         edge_order(context.seed if g == 0 else [context.seed, g], list(group))
         if order == "random" else list(group)

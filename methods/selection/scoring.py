@@ -7,9 +7,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from harness.batches import Tally
 from harness.data import Batches
 from methods.selection.base import SelectionCost
 from spaces.base import Supernet
@@ -42,18 +42,15 @@ def measure(
         raise ValueError(f"bn_mode must be 'train' or 'eval', got {bn_mode!r}")
     was_training = supernet.training
     supernet.train(bn_mode == "train")
-    total_loss, correct, count = 0.0, 0, 0
+    tally = Tally()
     with batch_statistics_only(supernet, bn_mode == "train"):
         for index, (x, y) in enumerate(batches.epoch(epoch)):
             if num_batches is not None and index >= num_batches:
                 break
-            logits = supernet(x, weights)
-            total_loss += F.cross_entropy(logits, y, reduction="sum").item()
-            correct += (logits.argmax(1) == y).sum().item()
-            count += len(y)
+            tally.add(supernet(x, weights), y)
             cost.forward_passes += 1
     supernet.train(was_training)
-    return Measurement(total_loss / count, correct / count)
+    return Measurement(tally.mean_loss, tally.accuracy)
 
 
 @contextmanager
@@ -101,16 +98,13 @@ def measure_candidates(
     stacked = torch.stack(matrices)
     was_training = supernet.training
     supernet.train(bn_mode == "train")
-    losses, correct, count = [0.0] * len(matrices), [0] * len(matrices), 0
+    tallies = [Tally() for _ in matrices]
     for index, (x, y) in enumerate(batches.epoch(0)):
         if num_batches is not None and index >= num_batches:
             break
         logits = supernet.candidate_logits(x, stacked)  # K x B x classes
-        for k in range(len(matrices)):
-            losses[k] += F.cross_entropy(logits[k], y, reduction="sum").item()
-            correct[k] += (logits[k].argmax(1) == y).sum().item()
-        count += len(y)
+        for tally, candidate in zip(tallies, logits, strict=True):
+            tally.add(candidate, y)
         cost.forward_passes += len(matrices)
     supernet.train(was_training)
-    pairs = zip(losses, correct, strict=True)
-    return [Measurement(loss / count, hit / count) for loss, hit in pairs]
+    return [Measurement(tally.mean_loss, tally.accuracy) for tally in tallies]

@@ -294,7 +294,7 @@ class Shapley(SelectionMethod):
         values = value_matrix(estimate.value, players, weights.shape)
         choices = list(space.discretise(values))
         order = list(range(space.num_edges))
-        if space.topology == "every-edge":
+        if not space.prunes_inputs:
             return choices, values, order
         others = values.copy()
         if "none" in space.op_names:

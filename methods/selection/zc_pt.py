@@ -96,7 +96,7 @@ from methods.selection.progressive import (
 )
 from methods.selection.topology import pruned_cell
 from methods.selection.zero_cost import PROXIES, UNIT_RULES, proxy_score, scoring_network
-from spaces.base import Supernet
+from spaces.base import Supernet, Topology
 
 EDGE_ORDERS = (
     "random",
@@ -109,7 +109,7 @@ EDGE_ORDERS = (
 )
 # Reference batch sizes: zerocostpt_nb201_pipeline.sh passes 256; the DARTS pipeline keeps
 # sota/cnn/networks_proposal.py's default of 64 (its post_validate step also runs 64).
-REFERENCE_BATCH = {"every-edge": 256, "two-inputs-per-node": 64}
+REFERENCE_BATCH = {Topology.EVERY_EDGE: 256, Topology.TWO_INPUTS_PER_NODE: 64}
 VALIDATION_EPOCHS = 2 * RESHUFFLED_EPOCHS  # apart from the scoring steps' epochs
 
 
@@ -266,7 +266,7 @@ def _project(net: Supernet, proxy: _Proxy, rng: np.random.Generator) -> _Run:
             scores[edge] = np.where(np.isinf(row), np.nan, row)
             sequence.append(edge)
     run = _Run([decided[e] for e in range(space.num_edges)], scores, sequence)
-    if space.topology == "two-inputs-per-node":
+    if space.prunes_inputs:
         run.choices, run.topology = _prune(net, proxy, rng, base, decided)
     return run
 

@@ -3,7 +3,7 @@ entry point (group ``nas_selection_harness.algorithms``), or ``module.path:Class
 
 from __future__ import annotations
 
-from harness.plugins import Registry, build_registry, load_class
+from harness.plugins import Registry, build_registry, load_class, plugin_source
 from methods.supernet.base import SupernetAlgorithm
 from methods.supernet.darts import DartsFirstOrder, DartsSecondOrder
 from methods.supernet.fixed_alpha import DartsFixedAlpha
@@ -40,12 +40,7 @@ def available_algorithms() -> dict[str, type[SupernetAlgorithm]]:
 def algorithm_source(name: str) -> str | None:
     """Class and package version of a plugin algorithm (None for a built-in): in its run
     key, so that a new version of a plugin never reuses the old one's checkpoints."""
-    cls = get_algorithm(name)
-    if cls.__module__.startswith("methods.supernet."):
-        return None
-    from harness.plugins import class_source
-
-    return class_source(cls)
+    return plugin_source(get_algorithm(name))
 
 
 def get_algorithm(name: str) -> type[SupernetAlgorithm]:

@@ -15,14 +15,10 @@ import torch.nn.functional as F
 
 from harness.config import TrainSettings
 from harness.errors import HarnessError
+from harness.plugins import NoOptions, plugin_source
 from spaces.base import SearchSpace, Supernet
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-
-
-@dataclasses.dataclass(frozen=True)
-class NoOptions:
-    pass
 
 
 class SupernetAlgorithm:
@@ -32,12 +28,18 @@ class SupernetAlgorithm:
     options_class: ClassVar[type] = NoOptions
 
     def __init__(
-        self, supernet: Supernet, train: TrainSettings, options: dict[str, Any] | None = None
+        self, supernet: Supernet, train: TrainSettings, options: dict[str, Any] | Any = None
     ) -> None:
+        """``options``: raw values (parsed and checked here), or an instance of
+        :attr:`options_class` already parsed and checked where the experiment was resolved
+        (:func:`harness.experiment.resolve_experiment`), taken as it is."""
         self.supernet = supernet
         self.train_settings = train
-        self.options = parse_options(self.options_class, options or {}, self.name)
-        self.check_settings(self.options, train, supernet.space)
+        if isinstance(options, self.options_class):
+            self.options = options
+        else:
+            self.options = parse_options(self.options_class, options or {}, self.name)
+            self.check_settings(self.options, train, supernet.space)
         self.make_optimisers()
 
     @classmethod
@@ -154,11 +156,7 @@ class SupernetAlgorithm:
     def recorded_settings(self) -> dict[str, Any]:
         """Everything about the update rule, for settings.json."""
         train = self.train_settings
-        source = None
-        if not type(self).__module__.startswith("methods.supernet."):
-            from harness.plugins import class_source
-
-            source = class_source(type(self))  # where a plugin algorithm came from
+        source = plugin_source(type(self))  # where a plugin algorithm came from
         return {
             "name": self.name,
             **({"source": source} if source else {}),

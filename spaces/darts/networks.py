@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spaces.base import parameter_count as parameter_count  # re-exported
 from spaces.darts.genotype import CONCAT, INPUTS, STEPS, Genotype, check_genotype
 from spaces.darts.ops import EXTRA_OPS, OP_NAMES, FactorizedReduce, Identity, ReLUConvBN, build_op
 
@@ -131,12 +132,3 @@ class DartsEvalNetwork(nn.Module):
                 aux = self.auxiliary_head(s1)
         logits = self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1))
         return logits, aux
-
-
-def parameter_count(network: nn.Module, auxiliary: bool = False) -> int:
-    """Parameters of ``network``; the auxiliary head's only when asked (DARTS leaves it out
-    of the parameter counts it reports)."""
-    return sum(
-        p.numel() for name, p in network.named_parameters()
-        if auxiliary or not name.startswith("auxiliary_head.")
-    )  # fmt: skip

@@ -15,12 +15,13 @@ truth here (``benchmark`` is None): a genotype is judged by retraining it.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from harness.errors import HarnessError
-from spaces.base import Choices, SearchSpace
+from spaces.base import Choices, SearchSpace, Topology
 from spaces.darts.genotype import (
     CELL_EDGES,
     CONCAT,
@@ -61,7 +62,7 @@ NODES = {node: [e for e, (_, j) in enumerate(CELL_EDGES) if j == node] for node 
 class DartsSpace(SearchSpace):
     edges = CELL_EDGES * 2
     parameter_free_ops = PARAMETER_FREE_OPS
-    topology = "two-inputs-per-node"
+    topology = Topology.TWO_INPUTS_PER_NODE
     benchmark = None
     # The search supernet runs op by op, in float32, uncompiled, in the default memory
     # format: in channels-last, backward through its factorized reduce at 2-4 channels
@@ -188,11 +189,25 @@ class DartsSpace(SearchSpace):
         return DartsSupernet(self, settings.channels, layers, num_classes)
 
     def build_network(self, choices: Sequence[int], settings: Any, num_classes: int):
+        """DARTS's evaluation network of the cell pair: ``settings.layers`` cells of
+        ``settings.channels``, the auxiliary head when ``settings.auxiliary_weight`` > 0."""
         from spaces.darts.networks import DartsEvalNetwork
 
-        genotype = choices_to_genotype(self.check_cell(choices), self.op_names)
-        layers = 3 * settings.cells_per_stage + 2
-        return DartsEvalNetwork(genotype, settings.channels, layers, num_classes)
+        genotype = choices_to_genotype(choices, self.op_names)
+        return DartsEvalNetwork(genotype, settings.channels, settings.layers, num_classes,
+                                auxiliary=settings.auxiliary_weight > 0)  # fmt: skip
+
+    def retrain_key_fields(self) -> dict[str, Any]:
+        # The genotype text names its ops, and every DARTS space retrains it as the same
+        # evaluation network: one cell, one retrain, whichever variant selected it (and the
+        # keys of retrains stored before spaces carried this member).
+        return {}
+
+    def draw_cell(self, genotype: str, path: str | Path, title: str | None = None) -> Path:
+        """The normal and the reduction cell side by side, as the DARTS paper draws them."""
+        from spaces.darts.diagram import draw_genotype
+
+        return draw_genotype(parse_genotype(genotype), path, title)
 
     def discrete_from_supernet(self, supernet, choices: Sequence[int]):
         from spaces.darts.search import DiscreteSearchNetwork

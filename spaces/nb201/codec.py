@@ -99,10 +99,6 @@ def all_cells() -> list[Choices]:
     return [from_ordinal(n) for n in range(NUM_CELLS)]
 
 
-def op_names(choices: Sequence[int]) -> list[str]:
-    return [OP_NAMES[k] for k in _checked(choices)]
-
-
 def _checked(choices: Sequence[int]) -> Choices:
     out = tuple(int(c) for c in choices)
     if len(out) != NUM_EDGES or any(not 0 <= c < NUM_OPS for c in out):

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
-from spaces.base import SearchSpace
+from spaces.base import SearchSpace, Topology
 from spaces.nb201.codec import EDGE_NAMES, EDGES, decode, encode
 from spaces.nb201.networks import NB201Network, NB201Supernet, discrete_from_supernet
 from spaces.nb201.ops import OP_NAMES, PARAMETER_FREE_OPS, BatchNormSettings
@@ -57,7 +57,7 @@ class NB201Space(SearchSpace):
     op_names = OP_NAMES
     edges = EDGES
     parameter_free_ops = PARAMETER_FREE_OPS
-    topology = "every-edge"
+    topology = Topology.EVERY_EDGE
     benchmark = "nas-bench-201"
     # xautodl's NB201 search cells (``bias=not affine``); DARTS-PT's have none
     # (``space.cell_conv_bias=false``, the paper preset).
@@ -127,12 +127,31 @@ class NB201Space(SearchSpace):
         )
 
     def build_network(self, choices: Sequence[int], settings: Any, num_classes: int):
+        """The benchmark's network of the cell: ``settings.layers`` = 3 N + 2 (N cells per
+        stage, two residual reductions), ``settings.channels`` in the first stage. It has
+        no auxiliary head and no drop-path."""
+        layers, stages = settings.layers, 3
+        if (layers - 2) % stages or layers < stages + 2:
+            raise HarnessError(
+                f"a NAS-Bench-201 network has 3 N + 2 cells (N per stage, two reductions); "
+                f"retrain.layers={layers} is not one: use {stages + 2}, {2 * stages + 2}, ..."
+            )
+        if settings.auxiliary_weight > 0:
+            raise HarnessError(f"the NAS-Bench-201 network has no auxiliary head: set "
+                               f"retrain.auxiliary_weight=0 for space {self.name}")  # fmt: skip
+        choices = tuple(int(k) for k in choices)
+        if len(choices) != self.num_edges or any(not 0 <= k < self.num_ops for k in choices):
+            self.check_cell(choices)  # one sentence on what the choices lack
         return NB201Network(
-            self.check_cell(choices),
+            choices,
             channels=settings.channels,
-            cells_per_stage=settings.cells_per_stage,
+            cells_per_stage=(layers - 2) // stages,
             num_classes=num_classes,
         )
+
+    def retrain_key_fields(self) -> dict[str, Any]:
+        # every NAS-Bench-201 space (subsets included) retrains a cell as one network
+        return {"space": "nb201"}
 
     def discrete_from_supernet(self, supernet, choices: Sequence[int]):
         return discrete_from_supernet(supernet, choices)

@@ -4,6 +4,7 @@ takes, before any work starts, never a TypeError from deep inside."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections import namedtuple
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from harness import api
 from harness.api_arguments import RULES
+from harness.api_requests import RetrainRequest, RunRequest, TrainRequest
 from harness.errors import HarnessError
 from harness.retraining import canonical_genotype
 from spaces.darts.genotype import DARTS_V2
@@ -72,10 +74,30 @@ def test_a_wrong_kind_of_argument_is_one_sentence(tmp_path, monkeypatch, functio
     assert not list(tmp_path.iterdir())  # nothing written
 
 
+REQUESTS = {"run": RunRequest, "train": TrainRequest, "retrain": RetrainRequest}
+
+
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_every_parameter_of_every_public_function_is_checked(function):
-    for name in inspect.signature(getattr(api, function)).parameters:
+    # run, train and retrain take their request's fields as keywords (harness.api_requests)
+    names = [n for n in inspect.signature(getattr(api, function)).parameters if n != "fields"]
+    if function in REQUESTS:
+        names += [f.name for f in dataclasses.fields(REQUESTS[function])]
+    for name in names:
         assert (function, name) in RULES or name in RULES, f"api.{function}({name}=...)"
+
+
+def test_an_unknown_keyword_names_the_request_fields():
+    with pytest.raises(HarnessError, match=r"api.run\(\) got unknown argument\(s\) epoch_count; "
+                       r"it takes .*epochs"):  # fmt: skip
+        api.run("magnitude", epoch_count=3)
+
+
+def test_a_request_is_checked_when_it_is_made():
+    with pytest.raises(HarnessError, match="api.train: seeds takes"):
+        api.TrainRequest(seeds=None)
+    request = api.RunRequest(methods="magnitude", seeds="0-1", preset="smoke")
+    assert dataclasses.replace(request, jobs=2).jobs == 2
 
 
 @pytest.mark.parametrize(
@@ -111,15 +133,13 @@ def test_right_kinds_pass_the_boundary():
 @pytest.fixture
 def planned(monkeypatch, tmp_path, tiny_image_folder):
     """api.retrain up to the training: the jobs it would run."""
-    import harness.retrain_jobs
-
     jobs = []
 
     def capture(planned_jobs, *args, **kwargs):
         jobs.extend(planned_jobs)
         return []
 
-    monkeypatch.setattr(harness.retrain_jobs, "run_jobs", capture)
+    monkeypatch.setattr(api, "run_jobs", capture)
 
     def retrain(genotypes):
         api.retrain(genotypes, protocol="smoke", results=tmp_path, data=tiny_image_folder,

@@ -14,10 +14,10 @@ from harness.config import (
     DataSettings,
     SpaceSettings,
     TrainSettings,
-    parse_literal,
 )
 from harness.errors import HarnessError
-from harness.presets import build_config
+from harness.experiment import build_config
+from harness.literals import parse_literal
 from methods.selection import available_methods, parse_method_list
 from spaces.darts.genotype import DARTS_V2, Genotype, as_genotype, parse_genotype
 from spaces.nb201 import OP_NAMES, decode, encode

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from required import module
 
 from harness.config import DataSettings, SpaceSettings
-from harness.data import CIFAR10Arrays
+from harness.data import ImageArrays
 from harness.errors import HarnessError
 from harness.search_data import make_search_data
 from methods.selection import SelectionContext, make_method
@@ -25,7 +25,7 @@ def _arrays(count=96, size=8):
     images = (labels.view(-1, 1, 1, 1) * 20 + torch.randint(0, 50, (count, 3, size, size),
               generator=generator)).clamp(0, 255).to(torch.uint8)  # fmt: skip
     classes = [f"class{k}" for k in range(10)]
-    return CIFAR10Arrays(images, labels, images[:10], labels[:10], classes, "snip-test")
+    return ImageArrays(images, labels, images[:10], labels[:10], classes, "snip-test")
 
 
 def _setup(space="nb201"):
