@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from harness.batches import Tally
 from harness.config import check_field_types
 from harness.data import NORMALISATION, NUM_CLASSES, Batches, ImageArrays, downsample
 from harness.errors import HarnessError
@@ -432,10 +433,7 @@ def _outputs(out: torch.Tensor | tuple) -> tuple[torch.Tensor, torch.Tensor | No
 @torch.no_grad()
 def _evaluate(net: nn.Module, batches: Batches) -> tuple[float, float]:
     net.eval()
-    total, correct, count = 0.0, 0, 0
+    tally = Tally()
     for x, y in batches.epoch(0):
-        logits, _ = _outputs(net(x))
-        total += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-        count += len(y)
-    return total / count, correct / count
+        tally.add(_outputs(net(x))[0], y)
+    return tally.mean_loss, tally.accuracy

@@ -19,7 +19,7 @@ from conftest import make_arrays
 from harness import api
 from harness.cli import main
 from harness.errors import HarnessError
-from harness.experiment import build_config
+from harness.experiment import build_config, searched_as
 from harness.locations import resolve_data_location
 from harness.pipeline import Execution
 from harness.report import build_report
@@ -231,7 +231,10 @@ def test_selections_in_the_darts_space_are_retrained_into_records_and_report(
 
 def _run(run_key: str, preset: str, space: str, algorithm: str = "darts", **overrides):
     config = build_config(preset, {"space": {"name": space}, **overrides}, algorithm=algorithm)
-    return {"run_key": run_key, "settings": json.dumps({"config": config.to_dict()})}
+    # The search protocol the records label the run with when they write the runs table.
+    searched = "darts-paper" if searched_as(config.to_dict(), "darts-paper") else ""
+    return {"run_key": run_key, "settings": json.dumps({"config": config.to_dict()}),
+            "search_protocol": searched}  # fmt: skip
 
 
 def test_published_numbers_show_only_beside_the_matching_protocol():
