@@ -405,7 +405,10 @@ class AlphaMixing:
     def mixing_weights(self, alphas: torch.Tensor | None = None) -> torch.Tensor:
         alphas = self.alphas if alphas is None else alphas
         masked = alphas.masked_fill(~self.active_ops, float("-inf"))
-        return torch.softmax(masked, dim=-1)
+        # Inactive ops get exactly 0 even when a diverged alpha is NaN (the softmax would
+        # spread the NaN over the row): an op outside the candidates must never run, so
+        # the NaN reaches the loss and the training loop's one-sentence stop.
+        return torch.softmax(masked, dim=-1).masked_fill(~self.active_ops, 0.0)
 
 
 class Supernet(Protocol):

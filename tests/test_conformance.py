@@ -65,7 +65,6 @@ def test_the_oracle_conforms_where_there_is_ground_truth(ground_truth_csv):
 # Options that keep each algorithm's run short; opp-darts admits its ops one epoch apart,
 # so it needs as many epochs as ops (8 in the DARTS space).
 ALGORITHM_SETTINGS = {
-    "darts-fixed-alpha": {"fixed_alphas": True},
     "opp-darts": {"options": {"trial_batches": 1}, "train": {"epochs": 8}},
     "shapley-nas": {"options": {"samples": 1, "num_batches": 1}},
 }

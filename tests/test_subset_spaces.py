@@ -70,6 +70,23 @@ def test_subset_supernet_only_builds_and_mixes_its_candidate_ops(settings):
     assert set(net.state_dict()) <= set(full.state_dict())
 
 
+def test_a_diverged_alpha_never_runs_an_op_outside_the_space():
+    # A NaN alpha spreads over its softmax row; ops outside the candidates still get
+    # exactly 0, so the forward gives NaN logits (the training loop's one-sentence stop)
+    # instead of calling a placeholder op.
+    settings = SpaceSettings(name="nb201-s2", channels=4, cells_per_stage=1)
+    space = make_space(settings)
+    net = _supernet(settings)
+    with torch.no_grad():
+        net.alphas[0, space.candidates[0][0]] = float("nan")
+    weights = net.mixing_weights()
+    mask = torch.from_numpy(space.candidate_mask)
+    assert torch.all(weights[~mask] == 0)
+    assert torch.isnan(weights[0, list(space.candidates[0])]).all()
+    logits = net(torch.randn(2, 3, 8, 8))
+    assert torch.isnan(logits).any()
+
+
 def test_subset_supernet_equals_the_full_supernet_with_the_other_ops_weighted_zero():
     settings = SpaceSettings(name="nb201-s3")
     full = NB201Supernet(space=NB201Space(), channels=4, cells_per_stage=1, num_classes=10)

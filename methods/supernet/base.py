@@ -26,6 +26,9 @@ class SupernetAlgorithm:
 
     name: ClassVar[str]
     options_class: ClassVar[type] = NoOptions
+    # Whether the alphas stay at their initialisation (DARTS-PT's fixed-alpha supernet);
+    # the conformance check then expects them unchanged bit for bit.
+    fixed_alphas: ClassVar[bool] = False
 
     def __init__(
         self, supernet: Supernet, train: TrainSettings, options: dict[str, Any] | Any = None

@@ -21,6 +21,7 @@ from methods.supernet.base import Batch, SupernetAlgorithm
 
 class DartsFixedAlpha(SupernetAlgorithm):
     name = "darts-fixed-alpha"
+    fixed_alphas = True
 
     def alpha_step(self, weight_batch: Batch, alpha_batch: Batch) -> None:
         """The reference's ``blank`` architect: no update, no gradient."""
