@@ -210,17 +210,18 @@ def canonical_space(settings: SpaceSettings, space: SearchSpace) -> SpaceSetting
 def supported_compute(
     compute: ComputeSettings, space: SearchSpace, asked: Mapping[str, Any]
 ) -> ComputeSettings:
-    """``compute`` with every value the space's supernet cannot honour set to one it can,
-    so that records never claim what did not run; a value asked for explicitly is refused."""
+    """``compute`` as the space's supernet runs it: a field the space restricts takes the
+    space's default (its first allowed value) unless asked for explicitly, and a value asked
+    for that it cannot honour is refused, so that records never claim what did not run."""
     changes = {}
     for name, allowed in space.compute_support.items():
         value = getattr(compute, name)
-        if value in allowed:
+        if name not in asked:
+            changes[name] = allowed[0]
             continue
-        if name in asked:
+        if value not in allowed:
             raise HarnessError(
                 f"space {space.name} cannot run compute.{name}={value}: use "
                 f"{' or '.join(f'compute.{name}={v}' for v in allowed)}"
             )
-        changes[name] = allowed[0]
     return dataclasses.replace(compute, **changes)

@@ -71,7 +71,8 @@ class SearchSpace(abc.ABC):
     topology: Topology = Topology.EVERY_EDGE
     benchmark: str | None = None
     # The compute.* values the space's supernet can honour (field -> allowed values, the
-    # first the one a default falls back to); a field left out takes any value.
+    # first the space's default: a field the user did not set takes it); a field left out
+    # takes any value.
     compute_support: dict[str, tuple[Any, ...]] = {}
     # Whether the space's reference search cells put a bias on a convolution before an
     # affine-free BatchNorm (``space.cell_conv_bias`` left unset), and whether the setting

@@ -176,7 +176,13 @@ def test_records_never_claim_a_compute_setting_the_darts_supernet_cannot_run():
     config = build_config("smoke", {"space": {"name": "darts-s3"}})
     assert (config.compute.cell, config.compute.channels_last) == ("reference", False)
     assert build_config("smoke").compute.cell == "fused"  # NB201 keeps its fused cell
-    for asked in ({"cell": "fused"}, {"channels_last": True}, {"autocast": "bf16"},
-                  {"compile": True}):  # fmt: skip
+    # The fused cell is there when asked for (tests/test_darts_fused.py), never by default.
+    fused = build_config("smoke", {"space": {"name": "darts-s3"}, "compute": {"cell": "fused"}})
+    assert fused.compute.cell == "fused"
+    # ... under a key of its own: op-by-op stores are never reused for it, nor it for them
+    from harness.keys import run_key
+
+    assert run_key(fused, 0, "data") != run_key(config, 0, "data")
+    for asked in ({"channels_last": True}, {"autocast": "bf16"}, {"compile": True}):
         with pytest.raises(HarnessError, match="space darts-s3 cannot run compute"):
             build_config("smoke", {"space": {"name": "darts-s3"}, "compute": asked})

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spaces.base import AlphaMixing, NotACandidate
+from spaces.darts.fused import fused_cell_forward
 from spaces.darts.genotype import CELL_EDGES, CONCAT, INPUTS
 from spaces.darts.networks import cell_layout, make_stem
 from spaces.darts.ops import FactorizedReduce, ReLUConvBN, Zero, build_op
@@ -86,13 +87,30 @@ class SearchCell(nn.Module):
         return torch.cat([states[i] for i in CONCAT], dim=1)
 
 
+class FusedSearchCell(SearchCell):
+    """:class:`SearchCell` with its work grouped by source node (:mod:`spaces.darts.fused`):
+    the same parameters and buffers, the same results to float tolerance."""
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor):
+        return fused_cell_forward(self, s0, s1, weights)
+
+
+CELL_IMPLEMENTATIONS = {"reference": SearchCell, "fused": FusedSearchCell}
+
+
 class DartsSupernet(AlphaMixing, nn.Module):
     """The search supernet of a :class:`~spaces.darts.space.DartsSpace` (the Supernet
     protocol of :mod:`spaces.base`)."""
 
     def __init__(self, space, channels: int = 16, layers: int = 8, num_classes: int = 10,
-                 stem_multiplier: int = 3, alpha_init_scale: float = 1e-3) -> None:  # fmt: skip
+                 stem_multiplier: int = 3, alpha_init_scale: float = 1e-3,
+                 cell_impl: str = "reference") -> None:  # fmt: skip
         super().__init__()
+        if cell_impl not in CELL_IMPLEMENTATIONS:
+            raise ValueError(f"unknown cell implementation {cell_impl!r}; "
+                             f"use one of {', '.join(CELL_IMPLEMENTATIONS)}")  # fmt: skip
+        cell_class = CELL_IMPLEMENTATIONS[cell_impl]
+        self.cell_impl = cell_impl
         self.space = space
         self.channels, self.layers, self.num_classes = channels, layers, num_classes
         self.stem_multiplier = stem_multiplier
@@ -100,7 +118,7 @@ class DartsSupernet(AlphaMixing, nn.Module):
         self.cells = nn.ModuleList()
         for layout in cell_layout(channels, layers, stem_multiplier):
             rows = slice(EDGES_PER_CELL, None) if layout.reduction else slice(0, EDGES_PER_CELL)
-            self.cells.append(SearchCell(space.op_names, space.candidates[rows], *layout))
+            self.cells.append(cell_class(space.op_names, space.candidates[rows], *layout))
         self.classifier = nn.Linear(len(CONCAT) * layout.c, num_classes)
         self.alphas = nn.Parameter(alpha_init_scale * torch.randn(space.num_edges, space.num_ops))
         self.register_buffer("active_ops", torch.from_numpy(space.candidate_mask.copy()))

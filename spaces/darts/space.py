@@ -64,10 +64,12 @@ class DartsSpace(SearchSpace):
     parameter_free_ops = PARAMETER_FREE_OPS
     topology = Topology.TWO_INPUTS_PER_NODE
     benchmark = None
-    # The search supernet runs op by op, in float32, uncompiled, in the default memory
-    # format: in channels-last, backward through its factorized reduce at 2-4 channels
-    # corrupts memory in torch 2.14's CPU kernels (a segfault or "double free").
-    compute_support = {"cell": ("reference",), "channels_last": (False,),
+    # The search supernet runs in float32, uncompiled, in the default memory format (in
+    # channels-last, backward through its factorized reduce at 2-4 channels corrupts memory
+    # in torch 2.14's CPU kernels: a segfault or "double free"). Op by op by default;
+    # compute.cell=fused groups each cell's work by source node (spaces/darts/fused.py,
+    # equal to float tolerance, tests/test_darts_fused.py) and is part of the run key.
+    compute_support = {"cell": ("reference", "fused"), "channels_last": (False,),
                        "autocast": ("none",), "compile": (False,)}  # fmt: skip
 
     def __init__(self, name: str = "darts") -> None:
@@ -186,7 +188,8 @@ class DartsSpace(SearchSpace):
         from spaces.darts.search import DartsSupernet
 
         layers = 3 * settings.cells_per_stage + 2
-        return DartsSupernet(self, settings.channels, layers, num_classes)
+        cell = "reference" if compute is None else compute.cell
+        return DartsSupernet(self, settings.channels, layers, num_classes, cell_impl=cell)
 
     def build_network(self, choices: Sequence[int], settings: Any, num_classes: int):
         """DARTS's evaluation network of the cell pair: ``settings.layers`` cells of

@@ -1,0 +1,421 @@
+"""A faster DARTS search cell: the work of a cell grouped by source node (issue 28).
+
+:func:`fused_cell_forward` computes a :class:`~spaces.darts.search.SearchCell` from that
+cell's own modules (``preprocess0``, ``preprocess1``, ``edges[e].ops[k]``): the fused cell
+(:class:`~spaces.darts.search.FusedSearchCell`) holds exactly the reference cell's
+parameters and buffers under the same names, so checkpoints, ``discrete_from_supernet``
+and the reference cell stay interchangeable; only ``forward`` differs. Node 0 and node 1
+feed four edges each, node 2 three, node 3 two, node 4 one; per source node and op:
+
+* ReLU runs once, for all the separable and dilated convolutions and factorized reduces
+  of the node's outgoing edges;
+* an op with parameters runs once for all of the node's edges that use it: their weights
+  are concatenated at forward time into one grouped layer per layer of the op (depthwise
+  convolutions as ``edges x channels`` groups on the ReLU output repeated once per edge;
+  1x1 convolutions as ``edges`` groups; the factorized reduce's two 1x1 convolutions with
+  the edges' output channels stacked), and one BatchNorm call normalises the stack
+  (BatchNorm is per channel, so this is one BatchNorm per edge; running statistics and
+  ``num_batches_tracked`` are written back to each edge's own);
+* 1x1 convolutions (pointwise layers, factorized reduces, the cell's preprocessing) run as
+  matrix products: the same sums, with a backward several times faster than a
+  convolution's on CPU;
+* each edge's mixing weight is folded into the scale of the op's last BatchNorm instead
+  of a separate multiplication;
+* a pool runs once and, in training mode, so does its (affine-free) BatchNorm, whose
+  output is then the same for every edge (each edge's running statistics are updated
+  from the batch statistics); in evaluation mode each edge's BatchNorm is an affine map
+  of the shared pool, with its own running statistics;
+* the outputs of all ops that run on the same edges add up in one stack (batch x edges x
+  channels x H x W) before it is split per edge: one addition per op, not per op and edge
+  (skip_connect's identity and the pools' terms are added by broadcasting);
+* ``noise`` (S4) is drawn in the reference's order (edge by edge, op by op) before
+  anything else, so that with the same seed both cells draw the same noise.
+
+What the reference does is kept: an op whose mixing weight is exactly zero is not
+computed (a one-hot row costs one op, and the op's parameters get no gradient), ``none``
+never is, an op outside an edge's candidates raises if it is given a weight. A weight of
+exactly 1 without a gradient is not multiplied. Results equal the reference cell's to
+float tolerance (the order of summation differs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spaces.base import NotACandidate
+from spaces.darts.genotype import CELL_EDGES, CONCAT, INPUTS
+from spaces.darts.ops import FactorizedReduce, Identity, Noise, Zero
+
+# Outgoing edges of every source node: (edge index, target node).
+OUTGOING = tuple(
+    tuple((e, target) for e, (source, target) in enumerate(CELL_EDGES) if source == node)
+    for node in range(CONCAT[-1])
+)
+
+
+def fused_cell_forward(cell: nn.Module, s0: torch.Tensor, s1: torch.Tensor,
+                       weights: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """The output of search cell ``cell`` for mixing rows ``weights`` (14 x ops)."""
+    states = [_preprocess(cell.preprocess0, s0), _preprocess(cell.preprocess1, s1)]
+    values = weights.detach().tolist()
+    step = 2 if cell.reduction else 1
+    output_like = states[0][:, :, ::step, ::step]
+    noise = _draw_noise(cell, states, output_like, values)
+    pending: dict[int, list[torch.Tensor]] = {node: [] for node in CONCAT}
+    for source, outgoing in enumerate(OUTGOING):
+        if source >= INPUTS:
+            states.append(_sum(pending.pop(source), output_like))
+        _spread(cell, states[source], outgoing, weights, values, noise, pending)
+    states.append(_sum(pending.pop(CONCAT[-1]), output_like))
+    return torch.cat([states[i] for i in CONCAT], dim=1)
+
+
+def _preprocess(module: nn.Module, s: torch.Tensor) -> torch.Tensor:
+    """``module(s)`` for a cell's ReLU-conv-BN or factorized reduce, its 1x1 convolutions
+    as matrix products."""
+    if isinstance(module, FactorizedReduce):
+        return _factorized_reduces(F.relu(s), [module], None)
+    layers = list(module.children()) if isinstance(module, nn.Sequential) else []
+    if (len(layers) == 3 and isinstance(layers[0], nn.ReLU) and isinstance(layers[1], nn.Conv2d)
+            and _is_pointwise(layers[1]) and isinstance(layers[2], nn.BatchNorm2d)):  # fmt: skip
+        conv = layers[1]
+        return layers[2](_pointwise(F.relu(s), conv.weight, conv.bias, conv.stride, 1))
+    return module(s)
+
+
+def _sum(terms: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+    if not terms:
+        return torch.zeros_like(like)
+    if len(terms) == 1:
+        return terms[0]
+    total = terms[0] + terms[1]  # a new tensor: the rest is added in place
+    for term in terms[2:]:
+        total += term
+    return total
+
+
+def _draw_noise(cell, states, output_like, values) -> dict[tuple[int, int], torch.Tensor]:
+    """S4's noise for every (edge, op) that runs, drawn in the reference's order."""
+    noise = {}
+    for e, (source, _) in enumerate(CELL_EDGES):
+        for k, op in enumerate(cell.edges[e].ops):
+            if isinstance(op, Noise) and values[e][k] != 0.0:
+                like = states[source] if source < INPUTS else output_like
+                noise[e, k] = torch.randn_like(like[:, :, :: op.stride, :: op.stride])
+    return noise
+
+
+def _spread(cell, x, outgoing, weights, values, noise, pending) -> None:
+    """Every op of every edge leaving node ``x``, added to its target's ``pending`` terms.
+
+    Ops that run on the same edges add up in one stack (batch x edges x channels x H x W)
+    before it is split per edge: one addition per op instead of one per op and edge."""
+    unscaled = not weights.requires_grad
+    target_of = dict(outgoing)
+    shared: dict = {}  # the ReLU of x, and its copies stacked once per edge
+    stacks: dict[tuple[int, ...], _Stack] = {}
+    none = cell.edges[0].none  # the column of `none`, a candidate or not (-1: absent)
+    for k in range(len(values[0])):
+        active = [e for e, _ in outgoing if values[e][k] != 0.0]
+        ops = [cell.edges[e].ops[k] for e in active]
+        if not ops or k == none or isinstance(ops[0], Zero):
+            continue  # `none` adds zeros whatever its weight
+        for op in ops:
+            if isinstance(op, NotACandidate):
+                op(x)  # raises: a weight on an op that is not a candidate
+        edges = tuple(active)
+        stack = stacks.setdefault(edges, _Stack())
+        # The edges' weights (edges,); None: all exactly 1 without a gradient (not multiplied)
+        column = None
+        if not (unscaled and all(values[e][k] == 1.0 for e in edges)):
+            column = _column(weights, edges, k)
+        first = ops[0]
+        if isinstance(first, Noise):
+            for i, e in enumerate(edges):
+                pending[target_of[e]].append(_scaled(noise[e, k], _entry(column, i)))
+        elif isinstance(first, Identity):
+            scale = None if column is None else column.reshape(1, -1, 1, 1, 1)
+            stack.add_product(x, scale, len(edges))
+        elif _is_pool(first):
+            apart = _shared_norm(stack, first[0](x), [op[1] for op in ops], column)
+            for e, term in zip(edges, apart or (), strict=bool(apart)):
+                pending[target_of[e]].append(term)
+        elif isinstance(first, FactorizedReduce):
+            scale = _per_channel(column, first.bn.num_features)
+            stack.add(_factorized_reduces(_relu(x, shared), ops, scale), len(edges))
+        elif isinstance(first, nn.Sequential) and isinstance(first[0], nn.ReLU):
+            scale = _per_channel(column, _width(first))
+            stack.add(_relu_stacks(x, ops, scale, shared), len(edges))
+        else:
+            raise TypeError(f"the fused DARTS cell cannot run {type(first).__name__}")
+    for edges, stack in stacks.items():
+        if stack.total is not None:
+            for e, term in zip(edges, stack.total.unbind(1), strict=True):
+                pending[target_of[e]].append(term)
+
+
+class _Stack:
+    """The sum of some ops' outputs on the same edges: batch x edges x channels x H x W."""
+
+    def __init__(self) -> None:
+        self.total: torch.Tensor | None = None
+        self.owned = False  # whether ``total`` may be added to in place
+
+    def _accumulate(self, term: torch.Tensor, owned: bool) -> None:
+        if self.total is None:
+            self.total, self.owned = term, owned
+        elif self.owned:
+            self.total += term
+        else:
+            self.total, self.owned = self.total + term, True
+
+    def add(self, stacked: torch.Tensor, edges: int) -> None:
+        """A new tensor of the edges' outputs stacked along channels."""
+        self._accumulate(stacked.unflatten(1, (edges, -1)), owned=True)
+
+    def add_product(self, x: torch.Tensor, scale: torch.Tensor | None, edges: int) -> None:
+        """``x`` (batch x channels x H x W, the same for every edge) times each edge's
+        ``scale`` (1 x edges x 1 x 1 x 1; None: 1)."""
+        if scale is None:
+            self._accumulate(x[:, None].expand(-1, edges, -1, -1, -1), owned=False)
+        elif self.total is not None and self.owned:
+            self.total.addcmul_(x[:, None], scale)
+        else:
+            self._accumulate(x[:, None] * scale, owned=True)
+
+    def add_affine(self, x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> None:
+        """``x * scale + shift``, per edge and channel (1 x edges x channels x 1 x 1)."""
+        if self.total is not None and self.owned:
+            self.total.addcmul_(x[:, None], scale).add_(shift)
+        else:
+            self._accumulate(torch.addcmul(shift, x[:, None], scale), owned=True)
+
+
+def _is_pool(op: nn.Module) -> bool:
+    """A pool followed by its BatchNorm (the search cell's pooling ops)."""
+    return isinstance(op, nn.Sequential) and isinstance(op[0], nn.MaxPool2d | nn.AvgPool2d)
+
+
+def _scaled(term: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
+    return term if scale is None else term * scale
+
+
+def _relu(x: torch.Tensor, shared: dict) -> torch.Tensor:
+    if "relu" not in shared:
+        shared["relu"] = F.relu(x)
+    return shared["relu"]
+
+
+def _width(op: nn.Sequential) -> int:
+    """Output channels of a ReLU -> conv ... -> BatchNorm op."""
+    return [layer for layer in op if isinstance(layer, nn.Conv2d)][-1].out_channels
+
+
+_INDICES: dict[tuple, torch.Tensor] = {}
+
+
+def _column(weights: torch.Tensor, edges: tuple[int, ...], k: int) -> torch.Tensor:
+    """``weights[edges, k]`` (edges,), with the index tensor made once."""
+    if len(edges) == 1:
+        return weights[edges[0], k : k + 1]
+    key = (edges, weights.device)
+    if key not in _INDICES:
+        _INDICES[key] = torch.tensor(edges, device=weights.device)
+    return weights[:, k].index_select(0, _INDICES[key])
+
+
+def _entry(column: torch.Tensor | None, i: int) -> torch.Tensor | None:
+    return None if column is None else column[i]
+
+
+def _per_channel(column: torch.Tensor | None, channels: int) -> torch.Tensor | None:
+    """Each edge's weight for each of its output channels (edges x channels, flattened)."""
+    if column is None:
+        return None
+    if column.shape[0] == 1:
+        return column.expand(channels)
+    return column.repeat_interleave(channels)
+
+
+def _stacked_conv(x: torch.Tensor, convs: Sequence[nn.Conv2d], shared_input: bool):
+    """The convolutions ``convs`` (one per edge) as one: on ``x`` stacked per edge along
+    channels, or on one input ``x`` shared by every edge (then ``convs`` are dense)."""
+    conv = convs[0]
+    weight = torch.cat([c.weight for c in convs]) if len(convs) > 1 else conv.weight
+    bias = None
+    if conv.bias is not None:
+        bias = torch.cat([c.bias for c in convs]) if len(convs) > 1 else conv.bias
+    if _is_pointwise(conv):
+        return _pointwise(x, weight, bias, conv.stride, 1 if shared_input else len(convs))
+    groups = conv.groups if shared_input else conv.groups * len(convs)
+    return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, groups)
+
+
+def _is_pointwise(conv: nn.Conv2d) -> bool:
+    return (conv.kernel_size == (1, 1) and conv.padding in ((0, 0), "valid")
+            and conv.groups == 1 and conv.stride[0] == conv.stride[1])  # fmt: skip
+
+
+def _pointwise(x, weight, bias, stride: tuple[int, int], groups: int) -> torch.Tensor:
+    """A 1x1 convolution of ``groups`` dense groups as a matrix product: the same sums, and
+    a backward much faster than a convolution's on CPU."""
+    step = stride[0]
+    if step != 1:
+        x = x[:, :, ::step, ::step]
+    batch, _, height, width = x.shape
+    matrices = weight.reshape(groups, weight.shape[0] // groups, weight.shape[1])
+    out = torch.matmul(matrices, x.reshape(batch, groups, -1, height * width))
+    out = out.reshape(batch, weight.shape[0], height, width)
+    return out if bias is None else out + bias[:, None, None]
+
+
+def _relu_stacks(x, ops: Sequence[nn.Sequential], scale, shared: dict) -> torch.Tensor:
+    """Separable or dilated convolutions (ReLU, conv, ..., BatchNorm; the same op on every
+    edge) of every edge in one pass; the edges' outputs stacked along channels."""
+    first = ops[0]
+    count = len(ops)
+    h = None
+    for position, layer in enumerate(first):
+        layers = [op[position] for op in ops]
+        if isinstance(layer, nn.ReLU):
+            h = _relu(x, shared) if h is None else F.relu(h)
+        elif isinstance(layer, nn.Conv2d):
+            if position == 1 and layer.groups > 1 and count > 1:
+                # depthwise on the shared ReLU: one copy of it per edge, then groups
+                if ("stacked", count) not in shared:
+                    shared["stacked", count] = h.repeat(1, count, 1, 1)
+                h = shared["stacked", count]
+            h = _stacked_conv(h, layers, shared_input=False)
+        elif isinstance(layer, nn.BatchNorm2d):
+            last = position == len(first) - 1
+            h = _stacked_norm(h, layers, scale if last else None)
+        else:
+            raise TypeError(f"the fused DARTS cell cannot run {type(layer).__name__}")
+    if not isinstance(first[-1], nn.BatchNorm2d) and scale is not None:
+        h = h * scale[:, None, None]
+    return h
+
+
+def _factorized_reduces(relu: torch.Tensor, ops: Sequence[FactorizedReduce], scale):
+    """Every edge's factorized reduce (of the same ReLU output) in one pass; each edge's
+    two halves next to each other, the edges stacked along channels."""
+    even = _stacked_conv(relu, [op.conv_1 for op in ops], shared_input=True)
+    odd = _stacked_conv(relu[:, :, 1:, 1:], [op.conv_2 for op in ops], shared_input=True)
+    if len(ops) == 1:
+        out = torch.cat([even, odd], dim=1)
+    else:
+        halves = (even.unflatten(1, (len(ops), -1)), odd.unflatten(1, (len(ops), -1)))
+        out = torch.stack(halves, dim=2).flatten(1, 3)  # per edge: its even, its odd half
+    return _stacked_norm(out, [op.bn for op in ops], scale)
+
+
+def _factor(norm: nn.BatchNorm2d) -> float:
+    """The running-average factor ``norm.forward`` would use now (0: no update)."""
+    if not (norm.training and norm.track_running_stats):
+        return 0.0
+    if norm.momentum is None:
+        return 1.0 / float(norm.num_batches_tracked + 1)
+    return norm.momentum
+
+
+def _alike(norms: Sequence[nn.BatchNorm2d]) -> bool:
+    first = norms[0]
+    settings = (first.training, first.track_running_stats, first.affine, first.eps,
+                _factor(first))  # fmt: skip
+    return all(
+        (n.training, n.track_running_stats, n.affine, n.eps, _factor(n)) == settings
+        for n in norms[1:]
+    )
+
+
+def _stacked_norm(x: torch.Tensor, norms: Sequence[nn.BatchNorm2d], scale) -> torch.Tensor:
+    """``scale * BN_e(x_e)`` for the channel blocks ``x_e`` of ``x``, with one BN call.
+
+    Follows ``nn.BatchNorm2d.forward`` for every module (training flag, running statistics,
+    ``num_batches_tracked``, momentum); ``scale`` has one entry per channel, or is None."""
+    first = norms[0]
+    if not _alike(norms):
+        blocks = x.split(first.num_features, dim=1)
+        out = torch.cat([norm(block) for norm, block in zip(norms, blocks, strict=True)], dim=1)
+        return out if scale is None else out * scale[:, None, None]
+    factor = _factor(first)
+    update = factor != 0.0
+    if update:
+        for norm in norms:
+            norm.num_batches_tracked.add_(1)
+    running_mean = running_var = None
+    if first.track_running_stats:
+        running_mean = _joined([norm.running_mean for norm in norms])
+        running_var = _joined([norm.running_var for norm in norms])
+    weight = bias = None
+    if first.affine:
+        weight = _joined([norm.weight for norm in norms])
+        bias = _joined([norm.bias for norm in norms])
+        if scale is not None:
+            weight, bias = weight * scale, bias * scale
+    else:
+        weight = scale
+    batch_stats = first.training or not first.track_running_stats
+    out = F.batch_norm(x, running_mean, running_var, weight, bias, batch_stats, factor, first.eps)
+    if update and len(norms) > 1:
+        with torch.no_grad():
+            width = first.num_features
+            means, variances = running_mean.split(width), running_var.split(width)
+            for norm, mean, var in zip(norms, means, variances, strict=True):
+                norm.running_mean.copy_(mean)
+                norm.running_var.copy_(var)
+    return out
+
+
+def _joined(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """One tensor for all (the tensor itself for one: updated in place by batch_norm)."""
+    return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
+
+
+def _shared_norm(stack: _Stack, x: torch.Tensor, norms: Sequence[nn.BatchNorm2d],
+                 scale: torch.Tensor | None) -> list[torch.Tensor] | None:  # fmt: skip
+    """``scale_e * BN_e(x)`` for every edge e: one input (a pool's output), one BatchNorm
+    per edge, added to ``stack`` (``scale``: the edges' weights, or None). With batch
+    statistics the normalised tensor is the same for every edge (affine-free): it is
+    computed once, and each edge's running statistics are updated; with running statistics
+    each edge's BatchNorm is an affine map of ``x``. Returns the per-edge terms instead when
+    the BatchNorms differ in their settings."""
+    first = norms[0]
+    if first.affine or not _alike(norms):
+        return [_scaled(norm(x), _entry(scale, i)) for i, norm in enumerate(norms)]
+    edges = len(norms)
+    if first.training or not first.track_running_stats:
+        factor = _factor(first)
+        single = edges == 1 and factor != 0.0  # its running statistics updated by the call
+        mean, var = (first.running_mean, first.running_var) if single else (None, None)
+        normed = F.batch_norm(x, mean, var, None, None, True, factor, first.eps)
+        if factor != 0.0:
+            if single:
+                first.num_batches_tracked.add_(1)
+            else:
+                _update_running_statistics(x, norms, factor)
+        scale = None if scale is None else scale.reshape(1, -1, 1, 1, 1)
+        stack.add_product(normed, scale, edges)
+        return None
+    mean = torch.stack([norm.running_mean for norm in norms])  # edges x channels
+    inverse_std = torch.rsqrt(torch.stack([norm.running_var for norm in norms]) + first.eps)
+    if scale is not None:
+        inverse_std = inverse_std * scale[:, None]
+    stack.add_affine(
+        x, inverse_std[None, :, :, None, None], (-mean * inverse_std)[None, :, :, None, None]
+    )
+    return None
+
+
+def _update_running_statistics(x: torch.Tensor, norms, factor: float) -> None:
+    """What ``nn.BatchNorm2d.forward`` in training mode does to each of ``norms``' buffers."""
+    with torch.no_grad():
+        var, mean = torch.var_mean(x, dim=(0, 2, 3), correction=1)
+        for norm in norms:
+            norm.num_batches_tracked.add_(1)
+            norm.running_mean.mul_(1.0 - factor).add_(mean, alpha=factor)
+            norm.running_var.mul_(1.0 - factor).add_(var, alpha=factor)
