@@ -11,6 +11,7 @@ breaks the built-ins, and a name clash is reported, never resolved by shadowing.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import importlib
@@ -19,8 +20,11 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib.machinery import PathFinder
+
+import torch
 
 from harness.errors import HarnessError
 
@@ -184,3 +188,22 @@ def _entry_points(group: str) -> list[importlib.metadata.EntryPoint]:
 def _distribution(point: importlib.metadata.EntryPoint) -> str:
     dist = getattr(point, "dist", None)
     return f"{dist.name} {dist.version}" if dist is not None else "an unknown package"
+
+
+@contextlib.contextmanager
+def torch_state_kept() -> Iterator[None]:
+    """Torch's global switches as they were: a method that turns gradients off, changes the
+    thread count (CPU results differ in the last bits across thread counts) or the default
+    dtype leaves the methods after it unaffected."""
+    grad, threads, dtype = (
+        torch.is_grad_enabled(),
+        torch.get_num_threads(),
+        torch.get_default_dtype(),
+    )
+    try:
+        yield
+    finally:
+        torch.set_grad_enabled(grad)
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        torch.set_default_dtype(dtype)

@@ -7,12 +7,10 @@ adding a method later only runs that method.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import logging
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ from harness.data import ImageArrays
 from harness.errors import HarnessError
 from harness.keys import hash_settings
 from harness.locks import job_lock
-from harness.plugins import is_plugin
+from harness.plugins import is_plugin, torch_state_kept
 from harness.search_data import make_search_data
 from harness.store import atomic_write_json, read_json
 from methods.selection import Selection, SelectionContext, SelectionMethod
@@ -270,25 +268,6 @@ def _as_bytes(tensor: torch.Tensor) -> torch.Tensor:
 def _wide(flat: torch.Tensor) -> torch.Tensor:
     """The same bytes as 8-byte words where they divide evenly: compared several times faster."""
     return flat.view(torch.int64) if flat.numel() % 8 == 0 else flat
-
-
-@contextlib.contextmanager
-def torch_state_kept() -> Iterator[None]:
-    """Torch's global switches as they were: a method that turns gradients off, changes the
-    thread count (CPU results differ in the last bits across thread counts) or the default
-    dtype leaves the methods after it unaffected."""
-    grad, threads, dtype = (
-        torch.is_grad_enabled(),
-        torch.get_num_threads(),
-        torch.get_default_dtype(),
-    )
-    try:
-        yield
-    finally:
-        torch.set_grad_enabled(grad)
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
-        torch.set_default_dtype(dtype)
 
 
 @dataclass(frozen=True)

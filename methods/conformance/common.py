@@ -12,6 +12,7 @@ import torch
 from harness.batches import Batches
 from harness.config import SpaceSettings
 from harness.errors import HarnessError
+from harness.plugins import torch_state_kept
 from harness.search_data import SearchData
 from spaces import make_space
 
@@ -47,19 +48,8 @@ class Subject:
 def quarantine() -> Iterator[None]:
     """The caller's random state and torch's global switches as they were, whatever the
     subject does (it runs seeded; a test after it must not depend on that)."""
-    grad, threads, dtype = (
-        torch.is_grad_enabled(),
-        torch.get_num_threads(),
-        torch.get_default_dtype(),
-    )
-    with torch.random.fork_rng(devices=[]):
-        try:
-            yield
-        finally:
-            torch.set_grad_enabled(grad)
-            if torch.get_num_threads() != threads:
-                torch.set_num_threads(threads)
-            torch.set_default_dtype(dtype)
+    with torch.random.fork_rng(devices=[]), torch_state_kept():
+        yield
 
 
 def failer(subject: str, space: str) -> Callable[..., NoReturn]:
