@@ -446,3 +446,9 @@ class Supernet(Protocol):
         """Op ``op``'s module on every edge (that has it) of every search cell."""
         ...
 
+    def op_by_op(self) -> Supernet:
+        """Itself, or an equal supernet (same parameters and buffers) whose every op is a
+        module that runs, when this one fuses ops inside its cells: zero-cost proxies hook
+        the ReLU modules. A supernet that always runs op by op returns itself."""
+        ...
+

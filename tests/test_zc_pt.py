@@ -364,3 +364,25 @@ def test_variants_by_name_and_bad_options():
             ZcPt(**bad)
     with pytest.raises(HarnessError, match="fused"):
         naswot_score(_nb201(), torch.zeros(2, 3, 8, 8), _nb201().mixing_weights())
+
+
+def test_a_fused_darts_supernet_scores_as_its_op_by_op_equal():
+    # The fused DARTS cell applies its ReLUs inside grouped kernels, where no hook sees
+    # them: zc-pt scores its op-by-op equal (same parameters), so the selection is the one
+    # the reference cell gives.
+    reference = _darts("darts-s2")
+    torch.manual_seed(0)
+    fused = DartsSupernet(DartsSpace("darts-s2"), channels=2, layers=3, num_classes=10,
+                          cell_impl="fused")  # fmt: skip
+    fused.load_state_dict(reference.state_dict())
+    assert scoring_network(reference) is reference
+    twin = scoring_network(fused)
+    assert twin is not fused and twin.cell_impl == "reference"
+    assert all(torch.equal(a, b) for a, b in zip(twin.state_dict().values(),
+                                                 reference.state_dict().values(), strict=True))
+    method = ZcPt(pool_size=1)
+    expected = method.select(reference, _context(3))
+    found = method.select(fused, _context(3))
+    assert (found.arch, found.edge_order) == (expected.arch, expected.edge_order)
+    assert np.allclose(np.array(found.scores, dtype=float), np.array(expected.scores, dtype=float),
+                       equal_nan=True)

@@ -110,15 +110,14 @@ _MODULES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def _hooked_modules(net: nn.Module, units: str) -> tuple[list[nn.Module], list[nn.Module]]:
     from spaces.nb201.cells import MixedEdge
-    from spaces.nb201.fused import FusedSearchCell
 
     per_rule = _MODULES.setdefault(net, {})
     if units not in per_rule:
         modules = list(net.modules())
-        if any(isinstance(m, FusedSearchCell) for m in modules):
+        if getattr(net, "cell_impl", "reference") != "reference":
             raise HarnessError(
-                "this NAS-Bench-201 supernet computes its ReLUs inside fused cells, where no "
-                "hook sees them: score scoring_network(net) instead"
+                "this supernet computes its ReLUs inside fused cells, where no hook sees "
+                "them: score scoring_network(net) instead"
             )
         is_unit = _unit_rule(units)
         edges = [m for m in modules if type(m) is MixedEdge] if units == "reference" else []
@@ -226,25 +225,10 @@ def covariance_score(jacobians: np.ndarray) -> float:
 
 
 def scoring_network(net: nn.Module) -> nn.Module:
-    """``net``, or for a NAS-Bench-201 supernet with fused cells an equivalent with the
-    op-by-op reference cells (the same parameters and buffers, float32, default layout),
-    whose ReLU modules run and can be hooked."""
-    from spaces.nb201 import NB201Supernet
-
-    if not isinstance(net, NB201Supernet) or net.cell_impl == "reference":
-        return net
-    # Building draws initial weights from the global generator: keep the caller's stream.
-    with torch.random.fork_rng(devices=[]):
-        copy = NB201Supernet(
-            channels=net.channels,
-            cells_per_stage=net.cells_per_stage,
-            num_classes=net.num_classes,
-            cell_bn=net.cell_bn,
-            space=net.space,
-            cell_impl="reference",
-        )
-    copy.load_state_dict(net.state_dict())
-    return copy.to(net.alphas.device).train(net.training)
+    """``net``'s op-by-op equal (its space's ``op_by_op``: itself unless its cells fuse
+    ops), whose ReLU modules run and can be hooked; ``net`` itself for a plain module."""
+    op_by_op = getattr(net, "op_by_op", None)
+    return net if op_by_op is None else op_by_op()
 
 
 def proxy_score(

@@ -139,6 +139,18 @@ class DartsSupernet(AlphaMixing, nn.Module):
     def candidate_logits(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         return torch.stack([self(x, w) for w in weights])
 
+    def op_by_op(self) -> DartsSupernet:
+        """This supernet, or (fused cells) an equal one with the op-by-op reference cells
+        (the same parameters and buffers), whose every op is a module that runs, so hooks on
+        its ReLUs see them (zero-cost proxies)."""
+        if self.cell_impl == "reference":
+            return self
+        with torch.random.fork_rng(devices=[]):  # building draws initial weights
+            copy = DartsSupernet(self.space, self.channels, self.layers, self.num_classes,
+                                 self.stem_multiplier, cell_impl="reference")  # fmt: skip
+        copy.load_state_dict(self.state_dict())
+        return copy.to(self.alphas.device).train(self.training)
+
     def op_modules(self, op: int) -> list[nn.Module]:
         offset = {False: 0, True: EDGES_PER_CELL}
         return [

@@ -185,6 +185,22 @@ class NB201Supernet(AlphaMixing, _MacroNetwork):
     def search_cells(self) -> list[SearchCell]:
         return [block for block in self.cells if isinstance(block, SearchCell)]
 
+    def op_by_op(self) -> NB201Supernet:
+        """This supernet, or (fused cells) an equal one with the op-by-op reference cells:
+        the same parameters and buffers, float32, default layout, every op a module that
+        runs, so hooks on its ReLUs see them (zero-cost proxies)."""
+        if self.cell_impl == "reference":
+            return self
+        # Building draws initial weights from the global generator: keep the caller's stream.
+        with torch.random.fork_rng(devices=[]):
+            copy = NB201Supernet(
+                channels=self.channels, cells_per_stage=self.cells_per_stage,
+                num_classes=self.num_classes, cell_bn=self.cell_bn, space=self.space,
+                cell_impl="reference",
+            )  # fmt: skip
+        copy.load_state_dict(self.state_dict())
+        return copy.to(self.alphas.device).train(self.training)
+
     def op_modules(self, op: int) -> list[nn.Module]:
         """Op ``op``'s module on every edge of every search cell (candidates only)."""
         return [
