@@ -129,10 +129,7 @@ def resolve_experiment(
     check_device(device)
     if config.compute.compile and device == "cpu":
         check_cpu_compiler()
-    algorithm_class.check_settings(options, config.train, space)
-    split_file = read_split_file(config.data.split_file) if config.data.split_file else None
-    return Experiment(config, space, algorithm_class, options, algorithm_source(algorithm),
-                      split_file)  # fmt: skip
+    return _experiment(config, space, algorithm_class, options)
 
 
 def experiment_of(config: ExperimentConfig) -> Experiment:
@@ -142,6 +139,12 @@ def experiment_of(config: ExperimentConfig) -> Experiment:
     algorithm_class = get_algorithm(config.algorithm)
     options = parse_options(algorithm_class.options_class, dict(config.algorithm_options),
                             config.algorithm)  # fmt: skip
+    return _experiment(config, space, algorithm_class, options)
+
+
+def _experiment(config: ExperimentConfig, space: SearchSpace, algorithm_class, options):
+    """The checks and reads both ways of making an experiment end with: the options against
+    the space and training settings, and the split file."""
     algorithm_class.check_settings(options, config.train, space)
     split_file = read_split_file(config.data.split_file) if config.data.split_file else None
     return Experiment(config, space, algorithm_class, options,
