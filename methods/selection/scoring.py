@@ -99,12 +99,15 @@ def measure_candidates(
     was_training = supernet.training
     supernet.train(bn_mode == "train")
     tallies = [Tally() for _ in matrices]
-    for index, (x, y) in enumerate(batches.epoch(0)):
-        if num_batches is not None and index >= num_batches:
-            break
-        logits = supernet.candidate_logits(x, stacked)  # K x B x classes
-        for tally, candidate in zip(tallies, logits, strict=True):
-            tally.add(candidate, y)
-        cost.forward_passes += len(matrices)
+    # A supernet that evaluates the matrices one at a time must not write its running
+    # statistics between them either.
+    with batch_statistics_only(supernet, bn_mode == "train"):
+        for index, (x, y) in enumerate(batches.epoch(0)):
+            if num_batches is not None and index >= num_batches:
+                break
+            logits = supernet.candidate_logits(x, stacked)  # K x B x classes
+            for tally, candidate in zip(tallies, logits, strict=True):
+                tally.add(candidate, y)
+            cost.forward_passes += len(matrices)
     supernet.train(was_training)
     return [Measurement(tally.mean_loss, tally.accuracy) for tally in tallies]

@@ -177,8 +177,14 @@ def draw_graphviz(genotype: Genotype, path: Path, title: str | None) -> None:
                          fillcolor=NODE_COLORS[node_kind(label)])  # fmt: skip
             for source, target, op in edges:
                 color = FAMILY_COLORS[op_family(op)] if op else "gray45"
-                sub.edge(f"{prefix}{source}", f"{prefix}{target}", label=op, color=color,
-                         fontcolor=color, style="solid" if op else "dashed")
+                sub.edge(
+                    f"{prefix}{source}",
+                    f"{prefix}{target}",
+                    label=op,
+                    color=color,
+                    fontcolor=color,
+                    style="solid" if op else "dashed",
+                )
     path.write_bytes(graph.pipe(format=path.suffix.lower()[1:]))
 
 

@@ -29,7 +29,14 @@ feed four edges each, node 2 three, node 3 two, node 4 one; per source node and 
   channels x H x W) before it is split per edge: one addition per op, not per op and edge
   (skip_connect's identity and the pools' terms are added by broadcasting);
 * ``noise`` (S4) is drawn in the reference's order (edge by edge, op by op) before
-  anything else, so that with the same seed both cells draw the same noise.
+  anything else, so that with the same seed both cells draw the same noise;
+* for selection scoring, ``weights`` may hold K matrices (K x 14 x ops) for a batch made
+  of K stacked copies of the same images (:mod:`spaces.darts.candidates`): every
+  BatchNorm then normalises each copy with its own statistics
+  (:func:`~spaces.batch_norm.grouped_batch_norm`, running statistics read in eval mode
+  and never written), each copy's ops are scaled by its own matrix, and an op runs when
+  any of the K matrices weighs it (times 0 in the others). Noise ops are not supported
+  there (their draws would not follow the one-at-a-time order).
 
 What the reference does is kept: an op whose mixing weight is exactly zero is not
 computed (a one-hot row costs one op, and the op's parameters get no gradient), ``none``
@@ -47,6 +54,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from spaces.base import NotACandidate
+from spaces.batch_norm import grouped_batch_norm
+from spaces.darts.fused_norms import (
+    alike,
+    require_alike_settings,
+    stacked_norm,
+    update_factor,
+    update_running_statistics,
+)
 from spaces.darts.genotype import CELL_EDGES, CONCAT, INPUTS
 from spaces.darts.ops import FactorizedReduce, Identity, Noise, Zero
 
@@ -59,31 +74,78 @@ OUTGOING = tuple(
 
 def fused_cell_forward(cell: nn.Module, s0: torch.Tensor, s1: torch.Tensor,
                        weights: torch.Tensor) -> torch.Tensor:  # fmt: skip
-    """The output of search cell ``cell`` for mixing rows ``weights`` (14 x ops)."""
-    states = [_preprocess(cell.preprocess0, s0), _preprocess(cell.preprocess1, s1)]
-    values = weights.detach().tolist()
+    """The output of search cell ``cell`` for mixing rows ``weights``: 14 x ops, or K x 14 x
+    ops for inputs made of K stacked copies of one batch (candidate scoring)."""
+    mix = _Mixing(weights, s0.shape[0])
+    states = [_preprocess(cell.preprocess0, s0, mix), _preprocess(cell.preprocess1, s1, mix)]
     step = 2 if cell.reduction else 1
     output_like = states[0][:, :, ::step, ::step]
-    noise = _draw_noise(cell, states, output_like, values)
+    noise = _draw_noise(cell, states, output_like, mix)
     pending: dict[int, list[torch.Tensor]] = {node: [] for node in CONCAT}
     for source, outgoing in enumerate(OUTGOING):
         if source >= INPUTS:
             states.append(_sum(pending.pop(source), output_like))
-        _spread(cell, states[source], outgoing, weights, values, noise, pending)
+        _spread(cell, states[source], outgoing, mix, noise, pending)
     states.append(_sum(pending.pop(CONCAT[-1]), output_like))
     return torch.cat([states[i] for i in CONCAT], dim=1)
 
 
-def _preprocess(module: nn.Module, s: torch.Tensor) -> torch.Tensor:
+class _Mixing:
+    """The mixing rows of one pass: one matrix (14 x ops) for the whole batch, or K
+    matrices (K x 14 x ops) for a batch of K stacked copies (``groups`` = K)."""
+
+    def __init__(self, weights: torch.Tensor, batch: int) -> None:
+        self.weights = weights
+        self.groups = 1 if weights.dim() == 2 else weights.shape[0]
+        if batch % self.groups:
+            raise ValueError(f"a batch of {batch} is not {self.groups} stacked copies")
+        self.copy_size = batch // self.groups
+        if self.groups == 1:
+            self.values = weights.detach().tolist()
+            # weights of exactly 1 without a gradient need no multiplication
+            self.unscaled = not weights.requires_grad
+        else:  # 1.0 where any matrix weighs the op: it runs (times 0 for the others)
+            self.values = (weights != 0).any(0).to(weights.dtype).tolist()
+            self.unscaled = False
+
+    def column(self, edges: tuple[int, ...], k: int) -> torch.Tensor | None:
+        """The edges' weights for op ``k``: (edges,), or (K, edges); None when they are
+        all exactly 1 and need no multiplication."""
+        if self.unscaled and all(self.values[e][k] == 1.0 for e in edges):
+            return None
+        if self.groups == 1:
+            return _column(self.weights, edges, k)
+        return self.weights[:, :, k].index_select(1, _index(edges, self.weights.device))
+
+    def per_channel(self, column: torch.Tensor | None, channels: int) -> torch.Tensor | None:
+        """Each edge's weight for each of its output channels: (edges x channels,), or
+        (K, edges x channels)."""
+        if column is None or self.groups == 1:
+            return _per_channel(column, channels)
+        return column.repeat_interleave(channels, dim=1)
+
+    def per_edge(self, column: torch.Tensor | None) -> torch.Tensor | None:
+        """``column`` shaped to scale a stack (batch x edges x channels x H x W)."""
+        if column is None:
+            return None
+        if self.groups == 1:
+            return column.reshape(1, -1, 1, 1, 1)
+        return column.repeat_interleave(self.copy_size, dim=0)[:, :, None, None, None]
+
+
+def _preprocess(module: nn.Module, s: torch.Tensor, mix: _Mixing) -> torch.Tensor:
     """``module(s)`` for a cell's ReLU-conv-BN or factorized reduce, its 1x1 convolutions
     as matrix products."""
     if isinstance(module, FactorizedReduce):
-        return _factorized_reduces(F.relu(s), [module], None)
+        return _factorized_reduces(F.relu(s), [module], None, mix.groups)
     layers = list(module.children()) if isinstance(module, nn.Sequential) else []
     if (len(layers) == 3 and isinstance(layers[0], nn.ReLU) and isinstance(layers[1], nn.Conv2d)
             and _is_pointwise(layers[1]) and isinstance(layers[2], nn.BatchNorm2d)):  # fmt: skip
         conv = layers[1]
-        return layers[2](_pointwise(F.relu(s), conv.weight, conv.bias, conv.stride, 1))
+        h = _pointwise(F.relu(s), conv.weight, conv.bias, conv.stride, 1)
+        return layers[2](h) if mix.groups == 1 else stacked_norm(h, [layers[2]], None, mix.groups)
+    if mix.groups != 1:
+        raise TypeError(f"candidate scoring cannot run a {type(module).__name__} preprocessing")
     return module(s)
 
 
@@ -98,23 +160,25 @@ def _sum(terms: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
     return total
 
 
-def _draw_noise(cell, states, output_like, values) -> dict[tuple[int, int], torch.Tensor]:
+def _draw_noise(cell, states, output_like, mix: _Mixing) -> dict[tuple[int, int], torch.Tensor]:
     """S4's noise for every (edge, op) that runs, drawn in the reference's order."""
     noise = {}
     for e, (source, _) in enumerate(CELL_EDGES):
         for k, op in enumerate(cell.edges[e].ops):
-            if isinstance(op, Noise) and values[e][k] != 0.0:
+            if isinstance(op, Noise) and mix.values[e][k] != 0.0:
+                if mix.groups != 1:
+                    raise TypeError("candidate scoring cannot draw noise ops: score one at a time")
                 like = states[source] if source < INPUTS else output_like
                 noise[e, k] = torch.randn_like(like[:, :, :: op.stride, :: op.stride])
     return noise
 
 
-def _spread(cell, x, outgoing, weights, values, noise, pending) -> None:
+def _spread(cell, x, outgoing, mix: _Mixing, noise, pending) -> None:
     """Every op of every edge leaving node ``x``, added to its target's ``pending`` terms.
 
     Ops that run on the same edges add up in one stack (batch x edges x channels x H x W)
     before it is split per edge: one addition per op instead of one per op and edge."""
-    unscaled = not weights.requires_grad
+    values = mix.values
     target_of = dict(outgoing)
     shared: dict = {}  # the ReLU of x, and its copies stacked once per edge
     stacks: dict[tuple[int, ...], _Stack] = {}
@@ -129,27 +193,23 @@ def _spread(cell, x, outgoing, weights, values, noise, pending) -> None:
                 op(x)  # raises: a weight on an op that is not a candidate
         edges = tuple(active)
         stack = stacks.setdefault(edges, _Stack())
-        # The edges' weights (edges,); None: all exactly 1 without a gradient (not multiplied)
-        column = None
-        if not (unscaled and all(values[e][k] == 1.0 for e in edges)):
-            column = _column(weights, edges, k)
+        column = mix.column(edges, k)
         first = ops[0]
         if isinstance(first, Noise):
             for i, e in enumerate(edges):
                 pending[target_of[e]].append(_scaled(noise[e, k], _entry(column, i)))
         elif isinstance(first, Identity):
-            scale = None if column is None else column.reshape(1, -1, 1, 1, 1)
-            stack.add_product(x, scale, len(edges))
+            stack.add_product(x, mix.per_edge(column), len(edges))
         elif _is_pool(first):
-            apart = _shared_norm(stack, first[0](x), [op[1] for op in ops], column)
+            apart = _shared_norm(stack, first[0](x), [op[1] for op in ops], column, mix)
             for e, term in zip(edges, apart or (), strict=bool(apart)):
                 pending[target_of[e]].append(term)
         elif isinstance(first, FactorizedReduce):
-            scale = _per_channel(column, first.bn.num_features)
-            stack.add(_factorized_reduces(_relu(x, shared), ops, scale), len(edges))
+            scale = mix.per_channel(column, first.bn.num_features)
+            stack.add(_factorized_reduces(_relu(x, shared), ops, scale, mix.groups), len(edges))
         elif isinstance(first, nn.Sequential) and isinstance(first[0], nn.ReLU):
-            scale = _per_channel(column, _width(first))
-            stack.add(_relu_stacks(x, ops, scale, shared), len(edges))
+            scale = mix.per_channel(column, _width(first))
+            stack.add(_relu_stacks(x, ops, scale, shared, mix.groups), len(edges))
         else:
             raise TypeError(f"the fused DARTS cell cannot run {type(first).__name__}")
     for edges, stack in stacks.items():
@@ -218,14 +278,19 @@ def _width(op: nn.Sequential) -> int:
 _INDICES: dict[tuple, torch.Tensor] = {}
 
 
+def _index(edges: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """``torch.tensor(edges)`` on ``device``, made once."""
+    key = (edges, device)
+    if key not in _INDICES:
+        _INDICES[key] = torch.tensor(edges, device=device)
+    return _INDICES[key]
+
+
 def _column(weights: torch.Tensor, edges: tuple[int, ...], k: int) -> torch.Tensor:
-    """``weights[edges, k]`` (edges,), with the index tensor made once."""
+    """``weights[edges, k]`` (edges,)."""
     if len(edges) == 1:
         return weights[edges[0], k : k + 1]
-    key = (edges, weights.device)
-    if key not in _INDICES:
-        _INDICES[key] = torch.tensor(edges, device=weights.device)
-    return weights[:, k].index_select(0, _INDICES[key])
+    return weights[:, k].index_select(0, _index(edges, weights.device))
 
 
 def _entry(column: torch.Tensor | None, i: int) -> torch.Tensor | None:
@@ -273,7 +338,8 @@ def _pointwise(x, weight, bias, stride: tuple[int, int], groups: int) -> torch.T
     return out if bias is None else out + bias[:, None, None]
 
 
-def _relu_stacks(x, ops: Sequence[nn.Sequential], scale, shared: dict) -> torch.Tensor:
+def _relu_stacks(x, ops: Sequence[nn.Sequential], scale, shared: dict,
+                 groups: int) -> torch.Tensor:  # fmt: skip
     """Separable or dilated convolutions (ReLU, conv, ..., BatchNorm; the same op on every
     edge) of every edge in one pass; the edges' outputs stacked along channels."""
     first = ops[0]
@@ -292,15 +358,18 @@ def _relu_stacks(x, ops: Sequence[nn.Sequential], scale, shared: dict) -> torch.
             h = _stacked_conv(h, layers, shared_input=False)
         elif isinstance(layer, nn.BatchNorm2d):
             last = position == len(first) - 1
-            h = _stacked_norm(h, layers, scale if last else None)
+            h = stacked_norm(h, layers, scale if last else None, groups)
         else:
             raise TypeError(f"the fused DARTS cell cannot run {type(layer).__name__}")
     if not isinstance(first[-1], nn.BatchNorm2d) and scale is not None:
+        if groups != 1:
+            raise TypeError("candidate scoring needs ops that end with a BatchNorm")
         h = h * scale[:, None, None]
     return h
 
 
-def _factorized_reduces(relu: torch.Tensor, ops: Sequence[FactorizedReduce], scale):
+def _factorized_reduces(relu: torch.Tensor, ops: Sequence[FactorizedReduce], scale,
+                        groups: int):  # fmt: skip
     """Every edge's factorized reduce (of the same ReLU output) in one pass; each edge's
     two halves next to each other, the edges stacked along channels."""
     even = _stacked_conv(relu, [op.conv_1 for op in ops], shared_input=True)
@@ -310,86 +379,26 @@ def _factorized_reduces(relu: torch.Tensor, ops: Sequence[FactorizedReduce], sca
     else:
         halves = (even.unflatten(1, (len(ops), -1)), odd.unflatten(1, (len(ops), -1)))
         out = torch.stack(halves, dim=2).flatten(1, 3)  # per edge: its even, its odd half
-    return _stacked_norm(out, [op.bn for op in ops], scale)
-
-
-def _factor(norm: nn.BatchNorm2d) -> float:
-    """The running-average factor ``norm.forward`` would use now (0: no update)."""
-    if not (norm.training and norm.track_running_stats):
-        return 0.0
-    if norm.momentum is None:
-        return 1.0 / float(norm.num_batches_tracked + 1)
-    return norm.momentum
-
-
-def _alike(norms: Sequence[nn.BatchNorm2d]) -> bool:
-    first = norms[0]
-    settings = (first.training, first.track_running_stats, first.affine, first.eps,
-                _factor(first))  # fmt: skip
-    return all(
-        (n.training, n.track_running_stats, n.affine, n.eps, _factor(n)) == settings
-        for n in norms[1:]
-    )
-
-
-def _stacked_norm(x: torch.Tensor, norms: Sequence[nn.BatchNorm2d], scale) -> torch.Tensor:
-    """``scale * BN_e(x_e)`` for the channel blocks ``x_e`` of ``x``, with one BN call.
-
-    Follows ``nn.BatchNorm2d.forward`` for every module (training flag, running statistics,
-    ``num_batches_tracked``, momentum); ``scale`` has one entry per channel, or is None."""
-    first = norms[0]
-    if not _alike(norms):
-        blocks = x.split(first.num_features, dim=1)
-        out = torch.cat([norm(block) for norm, block in zip(norms, blocks, strict=True)], dim=1)
-        return out if scale is None else out * scale[:, None, None]
-    factor = _factor(first)
-    update = factor != 0.0
-    if update:
-        for norm in norms:
-            norm.num_batches_tracked.add_(1)
-    running_mean = running_var = None
-    if first.track_running_stats:
-        running_mean = _joined([norm.running_mean for norm in norms])
-        running_var = _joined([norm.running_var for norm in norms])
-    weight = bias = None
-    if first.affine:
-        weight = _joined([norm.weight for norm in norms])
-        bias = _joined([norm.bias for norm in norms])
-        if scale is not None:
-            weight, bias = weight * scale, bias * scale
-    else:
-        weight = scale
-    batch_stats = first.training or not first.track_running_stats
-    out = F.batch_norm(x, running_mean, running_var, weight, bias, batch_stats, factor, first.eps)
-    if update and len(norms) > 1:
-        with torch.no_grad():
-            width = first.num_features
-            means, variances = running_mean.split(width), running_var.split(width)
-            for norm, mean, var in zip(norms, means, variances, strict=True):
-                norm.running_mean.copy_(mean)
-                norm.running_var.copy_(var)
-    return out
-
-
-def _joined(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """One tensor for all (the tensor itself for one: updated in place by batch_norm)."""
-    return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
+    return stacked_norm(out, [op.bn for op in ops], scale, groups)
 
 
 def _shared_norm(stack: _Stack, x: torch.Tensor, norms: Sequence[nn.BatchNorm2d],
-                 scale: torch.Tensor | None) -> list[torch.Tensor] | None:  # fmt: skip
+                 scale: torch.Tensor | None, mix: _Mixing):  # fmt: skip
     """``scale_e * BN_e(x)`` for every edge e: one input (a pool's output), one BatchNorm
     per edge, added to ``stack`` (``scale``: the edges' weights, or None). With batch
     statistics the normalised tensor is the same for every edge (affine-free): it is
     computed once, and each edge's running statistics are updated; with running statistics
-    each edge's BatchNorm is an affine map of ``x``. Returns the per-edge terms instead when
-    the BatchNorms differ in their settings."""
+    each edge's BatchNorm is an affine map of ``x``. Returns the per-edge terms instead
+    (a list) when the BatchNorms differ in their settings, else None."""
     first = norms[0]
-    if first.affine or not _alike(norms):
+    if mix.groups != 1:
+        _shared_grouped_norm(stack, x, norms, scale, mix)
+        return None
+    if first.affine or not alike(norms):
         return [_scaled(norm(x), _entry(scale, i)) for i, norm in enumerate(norms)]
     edges = len(norms)
     if first.training or not first.track_running_stats:
-        factor = _factor(first)
+        factor = update_factor(first)
         single = edges == 1 and factor != 0.0  # its running statistics updated by the call
         mean, var = (first.running_mean, first.running_var) if single else (None, None)
         normed = F.batch_norm(x, mean, var, None, None, True, factor, first.eps)
@@ -397,7 +406,7 @@ def _shared_norm(stack: _Stack, x: torch.Tensor, norms: Sequence[nn.BatchNorm2d]
             if single:
                 first.num_batches_tracked.add_(1)
             else:
-                _update_running_statistics(x, norms, factor)
+                update_running_statistics(x, norms, factor)
         scale = None if scale is None else scale.reshape(1, -1, 1, 1, 1)
         stack.add_product(normed, scale, edges)
         return None
@@ -411,11 +420,20 @@ def _shared_norm(stack: _Stack, x: torch.Tensor, norms: Sequence[nn.BatchNorm2d]
     return None
 
 
-def _update_running_statistics(x: torch.Tensor, norms, factor: float) -> None:
-    """What ``nn.BatchNorm2d.forward`` in training mode does to each of ``norms``' buffers."""
-    with torch.no_grad():
-        var, mean = torch.var_mean(x, dim=(0, 2, 3), correction=1)
-        for norm in norms:
-            norm.num_batches_tracked.add_(1)
-            norm.running_mean.mul_(1.0 - factor).add_(mean, alpha=factor)
-            norm.running_var.mul_(1.0 - factor).add_(var, alpha=factor)
+def _shared_grouped_norm(stack: _Stack, x: torch.Tensor, norms: Sequence[nn.BatchNorm2d],
+                         scale: torch.Tensor, mix: _Mixing) -> None:  # fmt: skip
+    """:func:`_shared_norm` for ``mix.groups`` stacked copies (``scale``: groups x edges):
+    each copy normalised with its own statistics, or each edge's running ones; no state
+    written."""
+    first = norms[0]
+    require_alike_settings(norms)
+    if first.affine:
+        raise TypeError("candidate scoring needs affine-free BatchNorms after the pools")
+    if first.training or not first.track_running_stats:
+        normed = grouped_batch_norm(x, mix.groups, None, None, None, True, first.eps)
+        stack.add_product(normed, mix.per_edge(scale), len(norms))
+        return
+    mean = torch.stack([norm.running_mean for norm in norms])  # edges x channels
+    inverse_std = torch.rsqrt(torch.stack([norm.running_var for norm in norms]) + first.eps)
+    inverse_std = inverse_std[None, :, :, None, None] * mix.per_edge(scale)
+    stack.add_affine(x, inverse_std, -mean[None, :, :, None, None] * inverse_std)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spaces.base import AlphaMixing, NotACandidate
+from spaces.darts.candidates import candidate_logits
 from spaces.darts.fused import fused_cell_forward
 from spaces.darts.genotype import CELL_EDGES, CONCAT, INPUTS
 from spaces.darts.networks import cell_layout, make_stem
@@ -137,7 +138,9 @@ class DartsSupernet(AlphaMixing, nn.Module):
         return self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1))
 
     def candidate_logits(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        return torch.stack([self(x, w) for w in weights])
+        """Logits under each of K matrices (K x 28 x ops): fused cells take them in one
+        pass (:mod:`spaces.darts.candidates`)."""
+        return candidate_logits(self, x, weights)
 
     def op_by_op(self) -> DartsSupernet:
         """This supernet, or (fused cells) an equal one with the op-by-op reference cells

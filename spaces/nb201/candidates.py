@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from spaces.base import Supernet
-from spaces.nb201.fused import FusedSearchCell, grouped_batch_norm, op_plan
+from spaces.batch_norm import grouped_batch_norm
+from spaces.nb201.fused import FusedSearchCell, op_plan
 from spaces.nb201.ops import ReLUConvBN, ResNetReduction
 
 

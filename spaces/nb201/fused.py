@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spaces.batch_norm import grouped_batch_norm
 from spaces.nb201.cells import SearchCell, sum_nodes
 from spaces.nb201.codec import EDGES, NUM_NODES
 from spaces.nb201.ops import OP_NAMES
@@ -114,42 +115,6 @@ def _scaled_affine(norms: list[nn.BatchNorm2d], scale: torch.Tensor):
         scale * torch.cat([norm.weight for norm in norms]),
         scale * torch.cat([norm.bias for norm in norms]),
     )
-
-
-def grouped_batch_norm(
-    x: torch.Tensor,
-    groups: int,
-    weight: torch.Tensor | None,
-    bias: torch.Tensor | None,
-    running: tuple[torch.Tensor, torch.Tensor] | None,
-    batch_stats: bool,
-    eps: float,
-) -> torch.Tensor:
-    """BatchNorm of a batch made of ``groups`` stacked batches, each with its own statistics.
-
-    ``weight`` and ``bias`` are per group and channel (groups x channels) or None. Running
-    statistics are read in eval mode and never updated (scoring restores them anyway).
-    """
-    channels = x.shape[1]
-    if batch_stats and groups == 1:
-        flat_w = None if weight is None else weight.reshape(-1)
-        flat_b = None if bias is None else bias.reshape(-1)
-        return F.batch_norm(x, None, None, flat_w, flat_b, True, 0.0, eps)
-    stacked = x.unflatten(0, (groups, -1))  # K, B, C, H, W
-    if batch_stats:
-        # One BatchNorm call over channels (K x C): the statistics of each candidate apart.
-        side_by_side = stacked.transpose(0, 1).flatten(1, 2)  # B, K*C, H, W (a copy)
-        flat_w = None if weight is None else weight.reshape(-1)
-        flat_b = None if bias is None else bias.reshape(-1)
-        out = F.batch_norm(side_by_side, None, None, flat_w, flat_b, True, 0.0, eps)
-        return out.unflatten(1, (groups, channels)).transpose(0, 1).flatten(0, 1)
-    mean, var = running
-    out = F.batch_norm(x, mean, var, None, None, False, 0.0, eps).unflatten(0, (groups, -1))
-    if weight is not None:
-        out = out * weight[:, None, :, None, None]
-    if bias is not None:
-        out = out + bias[:, None, :, None, None]
-    return out.flatten(0, 1)
 
 
 class _SharedMixing:

@@ -1,0 +1,57 @@
+"""Many mixing matrices on one batch in a single pass of the DARTS supernet (selection).
+
+Progressive selection (DARTS-PT, OStr, the OPP criterion) measures the supernet under
+dozens of candidate matrices on the same images. With fused cells
+(:class:`~spaces.darts.search.FusedSearchCell`), :func:`candidate_logits` pushes K of them
+through one pass: the stem (which no matrix reaches) runs once, the batch is stacked K
+times, and every cell mixes block k with matrix k (:func:`~spaces.darts.fused.
+fused_cell_forward` with K x 14 x ops rows). Train-mode BatchNorm takes each block's own
+batch statistics, as K separate passes would; running statistics are read in eval mode and
+never written. Logits equal K separate ``supernet(x, weights[k])`` calls to float
+tolerance. Reference cells, and spaces with noise ops (S4, whose draws follow the
+one-at-a-time order), are evaluated one matrix at a time.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spaces.batch_norm import grouped_batch_norm
+from spaces.darts.genotype import CELL_EDGES
+from spaces.darts.ops import Noise
+
+EDGES_PER_CELL = len(CELL_EDGES)
+
+
+@torch.no_grad()
+def candidate_logits(supernet: nn.Module, x: torch.Tensor, weights: torch.Tensor):
+    """Logits (K x batch x classes) of DARTS ``supernet`` on ``x`` under each of K mixing
+    matrices (``weights``: K x 28 x ops)."""
+    if weights.dim() != 3:
+        raise ValueError(f"candidate weights must be K x edges x ops, got {tuple(weights.shape)}")
+    if supernet.cell_impl != "fused" or _draws_noise(supernet) or weights.shape[0] == 1:
+        return torch.stack([supernet(x, w) for w in weights])
+    groups, batch = weights.shape[0], x.shape[0]
+    conv, norm = supernet.stem
+    h = _norm_once(norm, conv(x))  # the same for every candidate: computed once
+    s0 = s1 = h.unsqueeze(0).expand(groups, *h.shape).flatten(0, 1)
+    for cell in supernet.cells:
+        rows = weights[:, EDGES_PER_CELL:] if cell.reduction else weights[:, :EDGES_PER_CELL]
+        s0, s1 = s1, cell(s0, s1, rows)
+    logits = supernet.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1))
+    return logits.unflatten(0, (groups, batch))
+
+
+def _draws_noise(supernet: nn.Module) -> bool:
+    return any(isinstance(module, Noise) for module in supernet.modules())
+
+
+def _norm_once(norm: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+    """``norm(x)`` without writing its running statistics."""
+    batch_stats = norm.training or not norm.track_running_stats
+    running = None if batch_stats else (norm.running_mean, norm.running_var)
+    weight = None if norm.weight is None else norm.weight[None]
+    bias = None if norm.bias is None else norm.bias[None]
+    return grouped_batch_norm(x, 1, weight, bias, running, batch_stats, norm.eps)
