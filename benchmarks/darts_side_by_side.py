@@ -42,7 +42,11 @@ from spaces.darts.search import DartsSupernet
 from spaces.darts.space import DartsSpace
 
 LAYERS, CELLS_PER_STAGE = 6, 2  # 6 cells at N=2: reductions at cells 2 and 4
-HARNESS_CELLS = ("reference", "fused")
+# The harness's supernet in each compute setting timed (--variants picks some).
+VARIANTS = {
+    "reference": {"cell_impl": "reference"},
+    "fused": {"cell_impl": "fused"},
+}
 
 
 def official_model(channels: int):
@@ -82,9 +86,9 @@ class OfficialStep:
         self.weights.step()
 
 
-def harness_supernet(channels: int, cell: str) -> DartsSupernet:
-    torch.manual_seed(0)  # the same weights for both cells
-    return DartsSupernet(DartsSpace("darts"), channels, LAYERS, 10, cell_impl=cell)
+def harness_supernet(channels: int, variant: str) -> DartsSupernet:
+    torch.manual_seed(0)  # the same weights in every variant
+    return DartsSupernet(DartsSpace("darts"), channels, LAYERS, 10, **VARIANTS[variant])
 
 
 def scoring_pass(model):
@@ -132,7 +136,8 @@ def report(title: str, times: dict[str, list[float]], unit: str) -> None:
         )
 
 
-def measure(channels: int, size: int, batch: int, rounds: int, steps: int) -> None:
+def measure(channels: int, size: int, batch: int, rounds: int, steps: int,
+            variants: list[str]) -> None:  # fmt: skip
     generator = torch.Generator().manual_seed(0)
 
     def one():
@@ -141,26 +146,27 @@ def measure(channels: int, size: int, batch: int, rounds: int, steps: int) -> No
 
     pairs = [(one(), one()) for _ in range(steps)]
     train = TrainSettings()
-    supernets = {cell: harness_supernet(channels, cell) for cell in HARNESS_CELLS}
-    with torch.no_grad():  # the fused cell computes the reference's logits
+    supernets = {variant: harness_supernet(channels, variant) for variant in variants}
+    with torch.no_grad():  # every variant computes the reference's logits
         probe = pairs[0][0][0][:8]
-        difference = (supernets["fused"](probe) - supernets["reference"](probe)).abs().max()
+        expected = harness_supernet(channels, "reference")(probe)
+        difference = max((net(probe) - expected).abs().max().item() for net in supernets.values())
     torch.manual_seed(0)
     official = official_model(channels)
     steppers = {}
     if official is not None:
         steppers["xautodl"] = OfficialStep(official.train(), train)
-    for cell, net in supernets.items():
-        steppers[cell] = get_algorithm("darts")(net.train(), train, {}).step
+    for variant, net in supernets.items():
+        steppers[variant] = get_algorithm("darts")(net.train(), train, {}).step
     print(f"C={channels} {size}x{size} batch={batch} cells={LAYERS} "
-          f"(fused vs reference: max |logit difference| {difference.item():.1e})")  # fmt: skip
+          f"(variants vs reference: max |logit difference| {difference:.1e})")  # fmt: skip
     report("DARTS first-order step (alpha step + weight step)",
            timed(steppers, pairs, rounds), "step")  # fmt: skip
     scorers = {}
     if official is not None:
         scorers["xautodl"] = scoring_pass(official)
-    for cell, net in supernets.items():
-        scorers[cell] = scoring_pass(net)
+    for variant, net in supernets.items():
+        scorers[variant] = scoring_pass(net)
     images = [(weight_batch[0],) for weight_batch, _ in pairs]
     report("scoring pass (eval, no grad)", timed(scorers, images, rounds), "pass")
 
@@ -172,6 +178,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=2, help="steps per round and runner")
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--variants", default="reference,fused",
+                        help=f"harness variants to time, of {', '.join(VARIANTS)}")  # fmt: skip
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's own choice)")  # fmt: skip
     args = parser.parse_args()
@@ -179,6 +187,10 @@ def main() -> None:
         shapes = parse_shapes(args.shape)
     except ValueError:
         parser.error(f"--shape takes CxS pairs such as 8x16,16x32, not {args.shape!r}")
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or not variants:
+        parser.error(f"--variants takes some of {', '.join(VARIANTS)}, not {args.variants!r}")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     print(
@@ -190,7 +202,7 @@ def main() -> None:
     if official_model(4) is None:
         print("xautodl is not installed (pip install --no-deps xautodl): harness only")
     for channels, size in shapes:
-        measure(channels, size, args.batch, args.rounds, args.steps)
+        measure(channels, size, args.batch, args.rounds, args.steps, variants)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ from methods.selection.base import SelectionContext, SelectionCost
 from methods.selection.darts_pt import DartsPT
 from methods.selection.ostr import OStr
 from methods.selection.scoring import batch_statistics_only, measure, measure_candidates
-from spaces.darts.space import DartsSpace
 from spaces.darts.search import DartsSupernet
+from spaces.darts.space import DartsSpace
 
 
 def _supernet(name="darts", cell_impl="fused", dtype=torch.float32):

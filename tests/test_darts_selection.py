@@ -172,17 +172,18 @@ def test_every_supernet_algorithm_trains_in_the_darts_space(tmp_path, run_args, 
 def test_records_never_claim_a_compute_setting_the_darts_supernet_cannot_run():
     from harness.errors import HarnessError
     from harness.experiment import build_config
-
-    config = build_config("smoke", {"space": {"name": "darts-s3"}})
-    assert (config.compute.cell, config.compute.channels_last) == ("reference", False)
-    assert build_config("smoke").compute.cell == "fused"  # NB201 keeps its fused cell
-    # The fused cell is there when asked for (tests/test_darts_fused.py), never by default.
-    fused = build_config("smoke", {"space": {"name": "darts-s3"}, "compute": {"cell": "fused"}})
-    assert fused.compute.cell == "fused"
-    # ... under a key of its own: op-by-op stores are never reused for it, nor it for them
     from harness.keys import run_key
 
-    assert run_key(fused, 0, "data") != run_key(config, 0, "data")
+    darts = {"space": {"name": "darts-s3"}}
+    config = build_config("smoke", darts)
+    # fused cells by default (issue 28), in the default memory format
+    assert (config.compute.cell, config.compute.channels_last) == ("fused", False)
+    assert build_config("smoke").compute.cell == "fused"
+    # The op-by-op cell when asked for ...
+    reference = build_config("smoke", {**darts, "compute": {"cell": "reference"}})
+    assert reference.compute.cell == "reference"
+    # ... under a key of its own: stores of one are never reused for the other
+    assert run_key(reference, 0, "data") != run_key(config, 0, "data")
     for asked in ({"channels_last": True}, {"autocast": "bf16"}, {"compile": True}):
         with pytest.raises(HarnessError, match="space darts-s3 cannot run compute"):
-            build_config("smoke", {"space": {"name": "darts-s3"}, "compute": asked})
+            build_config("smoke", {**darts, "compute": asked})

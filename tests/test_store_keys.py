@@ -18,8 +18,13 @@ PINNED = [
     ("xautodl", "darts", {}, 1, "9c1a4b76b29106bc", "77f18842815dc974"),
     ("paper", "lambda-darts", {}, 0, "25ac188cda5233d1", "5203151efcd6c3d5"),
     ("quick", "opp-darts", {}, 2, "dde276dcb6427e6b", "a223cd07d4890a51"),
-    ("darts-proxy", "darts", {"space": {"name": "darts-s3"}}, 0, "1078e648da01c570",
-     "c4b3ed3fbc8d48b8"),
+    # DARTS op-by-op stores (the default until issue 28) stay reachable with the setting
+    # they were made under ...
+    ("darts-proxy", "darts", {"space": {"name": "darts-s3"}, "compute": {"cell": "reference"}},
+     0, "1078e648da01c570", "c4b3ed3fbc8d48b8"),
+    # ... and the fused default (issue 28) is new numerics under a key of its own
+    ("darts-proxy", "darts", {"space": {"name": "darts-s3"}}, 0, "02ee16741746d586",
+     "70327095c88d3efe"),
 ]  # fmt: skip
 
 
