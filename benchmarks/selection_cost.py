@@ -6,8 +6,8 @@ prints its cost and the cell it chose. ``--compute`` rebuilds the supernet with 
 compute settings (same parameters), e.g. to time the fused cell on a checkpoint that
 the reference cell trained:
 
-    python benchmarks/selection_cost.py [--preset proxy] [--methods all] [--checkpoint PATH]
-        [--compute cell=fused,channels_last=true]
+    python benchmarks/selection_cost.py [--preset proxy] [--space darts] [--methods all]
+        [--checkpoint PATH] [--compute cell=fused,channels_last=true]
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ def random_arrays(per_split: int, size: int = 32) -> ImageArrays:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="proxy")
+    parser.add_argument("--space", default=None, help="search space (default: the preset's)")
     parser.add_argument("--methods", default="all")
     parser.add_argument("--checkpoint")
     parser.add_argument("--device", default="cpu")
@@ -52,7 +53,8 @@ def main() -> None:
         loaded = load_supernet(args.checkpoint, args.device)
         config, supernet = loaded.config, loaded.supernet
     else:
-        config = build_config(args.preset, device=args.device)
+        overrides = {"space": {"name": args.space}} if args.space else {}
+        config = build_config(args.preset, overrides, device=args.device)
         torch.manual_seed(0)
         supernet = build_supernet(config.space, 10, config.compute).to(args.device)
     if args.compute:

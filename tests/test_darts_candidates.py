@@ -47,7 +47,10 @@ def _candidates(net):
     return torch.stack(out)
 
 
-@pytest.mark.parametrize("name", ["darts", "darts-s1", "darts-s3"])
+# darts-s1 and darts-s3 (per-edge candidate sets, none as a candidate) run with -m slow
+@pytest.mark.parametrize(
+    "name", ["darts", *(pytest.param(n, marks=pytest.mark.slow) for n in ("darts-s1", "darts-s3"))]
+)
 @pytest.mark.parametrize("bn_mode", ["train", "eval"])
 def test_candidate_logits_equal_separate_passes_and_write_no_state(name, bn_mode):
     net = _supernet(name, dtype=torch.float64).train(bn_mode == "train")
@@ -110,7 +113,9 @@ def test_measure_candidates_equals_measure(darts_context):
     "method",
     [
         lambda **o: OStr(num_batches=1, **o),
-        lambda **o: DartsPT(num_batches=1, finetune_epochs=0.0, **o),
+        pytest.param(
+            lambda **o: DartsPT(num_batches=1, finetune_epochs=0.0, **o), marks=pytest.mark.slow
+        ),
     ],
 )
 def test_batched_scoring_selects_the_same_darts_cell(darts_context, method):
@@ -120,3 +125,17 @@ def test_batched_scoring_selects_the_same_darts_cell(darts_context, method):
     assert batched.edge_order == one.edge_order
     np.testing.assert_allclose(np.array(batched.scores), np.array(one.scores), rtol=1e-4, atol=2e-4)
     assert batched.cost.forward_passes == one.cost.forward_passes
+
+
+def test_a_fused_supernet_trains_after_scoring_in_inference_mode():
+    """The fused cell caches small index tensors: one first made during an inference-mode
+    scoring pass must still serve a later pass with autograd (DARTS-PT's fine-tuning)."""
+    from spaces.darts import fused
+
+    net = _supernet("darts")
+    x = torch.randn(4, 3, 8, 8)
+    fused._INDICES.clear()
+    with torch.inference_mode():
+        net(x)
+    net(x).sum().backward()
+    assert net.alphas.grad is not None and torch.isfinite(net.alphas.grad).all()

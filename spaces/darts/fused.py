@@ -285,7 +285,10 @@ def _index(edges: tuple[int, ...], device: torch.device) -> torch.Tensor:
     """``torch.tensor(edges)`` on ``device``, made once."""
     key = (edges, device)
     if key not in _INDICES:
-        _INDICES[key] = torch.tensor(edges, device=device)
+        # a normal tensor even when first asked for in inference mode (scoring), so that
+        # later passes with autograd (training, fine-tuning) may use it
+        with torch.inference_mode(False):
+            _INDICES[key] = torch.tensor(edges, device=device)
     return _INDICES[key]
 
 
@@ -323,7 +326,22 @@ def _stacked_conv(x: torch.Tensor, convs: Sequence[nn.Conv2d], shared_input: boo
     even = x.shape[-1] % 2 == 0 and x.shape[-2] % 2 == 0
     if conv.dilation == (2, 2) and _is_same_padding(conv) and even:
         return _dilated_as_phases(x, weight, bias, conv.stride[0], conv.padding[0] // 2, groups)
-    return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, groups)
+    return _grouped_conv(x, weight, bias, conv.stride, conv.padding, conv.dilation, groups)
+
+
+def _grouped_conv(x, weight, bias, stride, padding, dilation, groups: int) -> torch.Tensor:
+    """``F.conv2d`` of a grouped (depthwise) convolution, run in channels-last memory and
+    handed back in the default format.
+
+    On CPU (oneDNN) a depthwise convolution's backward is 3-10x faster in channels-last
+    than in the default format (benchmarks/README.md); the two copies cost far less. Only
+    the convolution runs so: the whole fused cell in channels-last gave wrong gradients
+    (docs/darts-space.md)."""
+    if groups == 1:
+        return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+    x = x.contiguous(memory_format=torch.channels_last)
+    out = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+    return out.contiguous()
 
 
 def _is_same_padding(conv: nn.Conv2d) -> bool:
@@ -340,10 +358,10 @@ def _dilated_as_phases(x, weight, bias, stride: int, padding: int, groups: int) 
     alone). On CPU the backward of a dilated depthwise convolution is 5-10x slower than an
     undilated one of the same size (benchmarks/README.md)."""
     if stride == 2:
-        return F.conv2d(x[:, :, ::2, ::2], weight, bias, 1, padding, 1, groups)
+        return _grouped_conv(x[:, :, ::2, ::2], weight, bias, 1, padding, 1, groups)
     batch, channels, height, width = x.shape
     phases = torch.cat([x[:, :, p::2, q::2] for p in (0, 1) for q in (0, 1)])
-    out = F.conv2d(phases, weight, bias, 1, padding, 1, groups)  # (p, q, n) x C x H/2 x W/2
+    out = _grouped_conv(phases, weight, bias, 1, padding, 1, groups)  # (p, q, n) x C x H/2 x W/2
     out = out.unflatten(0, (2, 2, batch))  # out[p, q, n, c, i, j] is output (n, c, 2i+p, 2j+q)
     return out.permute(2, 3, 4, 0, 5, 1).reshape(batch, -1, height, width)
 
