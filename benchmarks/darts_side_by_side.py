@@ -86,6 +86,16 @@ class OfficialStep:
         self.weights.step()
 
 
+def synchronized(step):
+    """``step`` that returns once a GPU has done its work (timing)."""
+
+    def run(weight_batch, alpha_batch) -> None:
+        step(weight_batch, alpha_batch)
+        _synchronize(weight_batch[0].device)
+
+    return run
+
+
 def harness_supernet(channels: int, variant: str) -> DartsSupernet:
     torch.manual_seed(0)  # the same weights in every variant
     return DartsSupernet(DartsSpace("darts"), channels, LAYERS, 10, **VARIANTS[variant])
@@ -95,6 +105,7 @@ def scoring_pass(model):
     def run(images: torch.Tensor) -> None:
         with torch.no_grad():
             model(images)
+        _synchronize(images.device)
 
     model.eval()
     return run
@@ -107,6 +118,11 @@ def parse_shapes(text: str) -> list[tuple[int, int]]:
         channels, _, size = part.strip().partition("x")
         shapes.append((int(channels), int(size)))
     return shapes
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def timed(runners: dict, inputs: list, rounds: int) -> dict[str, list[float]]:
@@ -137,27 +153,28 @@ def report(title: str, times: dict[str, list[float]], unit: str) -> None:
 
 
 def measure(channels: int, size: int, batch: int, rounds: int, steps: int,
-            variants: list[str]) -> None:  # fmt: skip
+            variants: list[str], device: str = "cpu") -> None:  # fmt: skip
     generator = torch.Generator().manual_seed(0)
 
     def one():
         images = torch.randn(batch, 3, size, size, generator=generator)
-        return images, torch.randint(0, 10, (batch,), generator=generator)
+        return images.to(device), torch.randint(0, 10, (batch,), generator=generator).to(device)
 
     pairs = [(one(), one()) for _ in range(steps)]
     train = TrainSettings()
-    supernets = {variant: harness_supernet(channels, variant) for variant in variants}
+    supernets = {v: harness_supernet(channels, v).to(device) for v in variants}
     with torch.no_grad():  # every variant computes the reference's logits
         probe = pairs[0][0][0][:8]
-        expected = harness_supernet(channels, "reference")(probe)
+        expected = harness_supernet(channels, "reference").to(device)(probe)
         difference = max((net(probe) - expected).abs().max().item() for net in supernets.values())
     torch.manual_seed(0)
     official = official_model(channels)
     steppers = {}
     if official is not None:
-        steppers["xautodl"] = OfficialStep(official.train(), train)
+        official = official.to(device)
+        steppers["xautodl"] = synchronized(OfficialStep(official.train(), train))
     for variant, net in supernets.items():
-        steppers[variant] = get_algorithm("darts")(net.train(), train, {}).step
+        steppers[variant] = synchronized(get_algorithm("darts")(net.train(), train, {}).step)
     print(f"C={channels} {size}x{size} batch={batch} cells={LAYERS} "
           f"(variants vs reference: max |logit difference| {difference:.1e})")  # fmt: skip
     report("DARTS first-order step (alpha step + weight step)",
@@ -178,6 +195,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=2, help="steps per round and runner")
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--variants", default="reference,fused",
                         help=f"harness variants to time, of {', '.join(VARIANTS)}")  # fmt: skip
     parser.add_argument("--threads", type=int, default=None,
@@ -197,12 +215,12 @@ def main() -> None:
         f"torch={torch.__version__} threads={torch.get_num_threads()} "
         f"cpu-capability={torch.backends.cpu.get_cpu_capability()} "
         f"python={platform.python_version()} cpu={platform.processor() or platform.machine()} "
-        f"rounds={args.rounds} steps/round={args.steps} (median of rounds)"
+        f"device={args.device} rounds={args.rounds} steps/round={args.steps} (median of rounds)"
     )
     if official_model(4) is None:
         print("xautodl is not installed (pip install --no-deps xautodl): harness only")
     for channels, size in shapes:
-        measure(channels, size, args.batch, args.rounds, args.steps, variants)
+        measure(channels, size, args.batch, args.rounds, args.steps, variants, args.device)
 
 
 if __name__ == "__main__":

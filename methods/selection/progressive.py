@@ -57,7 +57,8 @@ class ProgressiveOptions:
     finetune_epochs: float = 0.0  # between progressive decisions; fractions for CPU presets
     finetune_lr: float = 0.0025  # constant
     # Candidate matrices pushed through the supernet together (1: one at a time). Results
-    # equal one-at-a-time to float tolerance; pays on GPUs, not on a 2-core CPU.
+    # equal one-at-a-time to float tolerance; pays on GPUs, and on CPU for the DARTS
+    # space's fused supernet (not NB201's: benchmarks/README.md).
     candidate_batch: int = 1
 
     def __post_init__(self) -> None:
