@@ -19,7 +19,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from spaces.darts.fused import _dilated_as_phases, _grouped_conv
+from spaces.darts.fused import depthwise_conv
 
 # (batch, channels, size, kernel, dilation, stride): sep/dil convs of the C=8 16x16 shape
 SHAPES = [(64, 32, 16, 3, 1, 1), (64, 32, 16, 5, 1, 1), (64, 32, 16, 3, 2, 1),
@@ -53,10 +53,8 @@ def time_shape(batch, channels, size, kernel, dilation, stride, repeats) -> list
     x = x0.clone().requires_grad_()
 
     def fused():
-        if dilation == 2:
-            out = _dilated_as_phases(x, weight, None, stride, padding // 2, channels)
-        else:
-            out = _grouped_conv(x, weight, None, stride, padding, dilation, channels)
+        out = depthwise_conv(x, weight, None, (stride,) * 2, (padding,) * 2, (dilation,) * 2,
+                             channels)  # fmt: skip
         out.backward(torch.ones_like(out))
 
     runs = (plain(torch.contiguous_format), plain(torch.channels_last), fused)

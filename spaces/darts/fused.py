@@ -19,9 +19,10 @@ feed four edges each, node 2 three, node 3 two, node 4 one; per source node and 
 * 1x1 convolutions (pointwise layers, factorized reduces, the cell's preprocessing) run as
   matrix products: the same sums, with a backward several times faster than a
   convolution's on CPU;
-* dilated convolutions (dilation 2, "same" padding, even sizes) run undilated on the four
-  row/column parity phases of their input (stride 2: on the even phase alone): the same
-  sums, with a backward 5-10x faster than a dilated depthwise convolution's on CPU;
+* depthwise convolutions run in channels-last memory (input copied in, output copied
+  back, its gradient handed back in channels-last), and strided dilated ones (reduction
+  cells) undilated on the input's even row/column phase: the same sums, with a backward
+  several times faster on CPU (``benchmarks/depthwise_backward.py``);
 * each edge's mixing weight is folded into the scale of the op's last BatchNorm instead
   of a separate multiplication;
 * a pool runs once and, in training mode, so does its (affine-free) BatchNorm, whose
@@ -323,10 +324,21 @@ def _stacked_conv(x: torch.Tensor, convs: Sequence[nn.Conv2d], shared_input: boo
     if _is_pointwise(conv):
         return _pointwise(x, weight, bias, conv.stride, 1 if shared_input else len(convs))
     groups = conv.groups if shared_input else conv.groups * len(convs)
+    return depthwise_conv(x, weight, bias, conv.stride, conv.padding, conv.dilation, groups)
+
+
+def depthwise_conv(x, weight, bias, stride, padding, dilation, groups: int) -> torch.Tensor:
+    """``F.conv2d`` (2-tuples ``stride``, ``padding``, ``dilation``) as the fused cell runs
+    a grouped convolution: a dilation-2 one at stride 2 with "same" padding on the input's
+    even phase (:func:`_dilated_as_phases`), any other in channels-last memory
+    (:func:`_grouped_conv`). At stride 1 channels-last runs a dilated convolution about as
+    fast as its four phases would (``benchmarks/depthwise_backward.py``)."""
+    (k, k2), (s, s2) = weight.shape[-2:], stride
+    same = padding == (dilation[0] * (k - 1) // 2,) * 2 and k == k2
     even = x.shape[-1] % 2 == 0 and x.shape[-2] % 2 == 0
-    if conv.dilation == (2, 2) and _is_same_padding(conv) and even:
-        return _dilated_as_phases(x, weight, bias, conv.stride[0], conv.padding[0] // 2, groups)
-    return _grouped_conv(x, weight, bias, conv.stride, conv.padding, conv.dilation, groups)
+    if dilation == (2, 2) and (s, s2) == (2, 2) and same and even:
+        return _dilated_as_phases(x, weight, bias, 2, padding[0] // 2, groups)
+    return _grouped_conv(x, weight, bias, stride, padding, dilation, groups)
 
 
 def _grouped_conv(x, weight, bias, stride, padding, dilation, groups: int) -> torch.Tensor:
@@ -341,13 +353,21 @@ def _grouped_conv(x, weight, bias, stride, padding, dilation, groups: int) -> to
         return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
     x = x.contiguous(memory_format=torch.channels_last)
     out = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
-    return out.contiguous()
+    return _ToDefaultFormat.apply(out)
 
 
-def _is_same_padding(conv: nn.Conv2d) -> bool:
-    """Square kernel, equal strides of 1 or 2, padding dilation x (kernel - 1) / 2."""
-    (k, k2), (d, _), (p, p2), (s, s2) = conv.kernel_size, conv.dilation, conv.padding, conv.stride
-    return k == k2 and p == p2 and s == s2 and s in (1, 2) and p == d * (k - 1) // 2
+class _ToDefaultFormat(torch.autograd.Function):
+    """``x.contiguous()`` whose backward hands the gradient on in channels-last memory, the
+    format of the convolution before it (its backward is slow on a default-format
+    gradient)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous()
+
+    @staticmethod
+    def backward(ctx, gradient: torch.Tensor) -> torch.Tensor:
+        return gradient.contiguous(memory_format=torch.channels_last)
 
 
 def _dilated_as_phases(x, weight, bias, stride: int, padding: int, groups: int) -> torch.Tensor:
