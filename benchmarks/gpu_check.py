@@ -29,9 +29,9 @@ import time
 from pathlib import Path
 
 import torch
+from selection_cost import random_arrays  # a sibling script: benchmarks/ is on the path
 
 from harness.checkpoints import load_supernet
-from harness.data import ImageArrays
 from harness.experiment import build_config
 from harness.training import train_supernet
 
@@ -44,19 +44,6 @@ NB201_SETTINGS = {
     "fused+cl+compile": {"cell": "fused", "channels_last": True, "compile": True},
 }
 DARTS_SETTINGS = {"fused": {"cell": "fused"}, "reference": {"cell": "reference"}}
-
-
-def random_arrays(per_split: int, size: int) -> ImageArrays:
-    generator = torch.Generator().manual_seed(0)
-    count = 2 * per_split
-    return ImageArrays(
-        train_images=torch.randint(0, 256, (count, 3, size, size), generator=generator).byte(),
-        train_labels=torch.randint(0, 10, (count,), generator=generator),
-        test_images=torch.zeros(0, 3, size, size, dtype=torch.uint8),
-        test_labels=torch.zeros(0, dtype=torch.long),
-        classes=[str(c) for c in range(10)],
-        fingerprint=f"random-{per_split}-{size}",
-    )
 
 
 def one_epoch(preset: str, compute: dict, images: int, device: str, store: Path) -> str:
