@@ -107,11 +107,12 @@ SELECTION_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     # the argparse default) on its validation queue. 5 is the method's own default already,
     # so the preset names only the scoring data; written out to say where it comes from.
     "darts-paper": {"darts-pt": {"finetune_epochs": 5.0, "scoring_data": "reshuffled"}},
-    # candidate_batch: the DARTS supernet's fused cells score 8 candidate matrices per pass
-    # (the same scores to float tolerance, so the same cells: benchmarks/README.md); a
-    # speed setting, chosen by the selection's seconds on this 2-core CPU alone.
+    # candidate_batch: the DARTS supernet's fused cells score 8 (darts-pt: 16) candidate
+    # matrices per pass (the same scores to float tolerance, so the same cells:
+    # benchmarks/README.md); a speed setting, chosen by the selection's seconds on this
+    # 2-core CPU alone.
     "darts-proxy": {
-        "darts-pt": {"finetune_epochs": 0.5, "num_batches": 2, "candidate_batch": 8},
+        "darts-pt": {"finetune_epochs": 0.5, "num_batches": 2, "candidate_batch": 16},
         "ostr": {"num_batches": 2, "candidate_batch": 8},
         "opp-loss": {"num_batches": 2, "candidate_batch": 8},
         "shapley": {"samples": 4, "num_batches": 1},
