@@ -19,7 +19,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from spaces.darts.fused import depthwise_conv
+from spaces.darts.fused_convs import depthwise_conv
 
 # (batch, channels, size, kernel, dilation, stride): sep/dil convs of the C=8 16x16 shape
 SHAPES = [(64, 32, 16, 3, 1, 1), (64, 32, 16, 5, 1, 1), (64, 32, 16, 3, 2, 1),

@@ -297,7 +297,7 @@ def test_cell_implementations_are_the_reference_by_default_and_checked():
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("kernel", [3, 5])
 def test_dilated_convolutions_run_as_undilated_ones_on_parity_phases(stride, kernel):
-    from spaces.darts.fused import _dilated_as_phases
+    from spaces.darts.fused_convs import dilated_as_phases
 
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(3, 6, 8, 10, generator=generator, dtype=torch.float64)
@@ -306,7 +306,7 @@ def test_dilated_convolutions_run_as_undilated_ones_on_parity_phases(stride, ker
     weight.requires_grad_(True)
     padding = kernel - 1  # "same" padding at dilation 2
     expected = F.conv2d(x, weight, None, stride, padding, 2, 6)
-    out = _dilated_as_phases(x, weight, None, stride, padding // 2, 6)
+    out = dilated_as_phases(x, weight, None, stride, padding // 2, 6)
     torch.testing.assert_close(out, expected, **TIGHT)
     grads = torch.autograd.grad((out * out).sum(), (x, weight))
     expected_grads = torch.autograd.grad((expected * expected).sum(), (x, weight))

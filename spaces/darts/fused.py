@@ -59,6 +59,7 @@ from torch import nn
 
 from spaces.base import NotACandidate
 from spaces.batch_norm import grouped_batch_norm
+from spaces.darts.fused_convs import is_pointwise, pointwise, stacked_conv
 from spaces.darts.fused_norms import (
     alike,
     require_alike_settings,
@@ -144,9 +145,9 @@ def _preprocess(module: nn.Module, s: torch.Tensor, mix: _Mixing) -> torch.Tenso
         return _factorized_reduces(F.relu(s), [module], None, mix.groups)
     layers = list(module.children()) if isinstance(module, nn.Sequential) else []
     if (len(layers) == 3 and isinstance(layers[0], nn.ReLU) and isinstance(layers[1], nn.Conv2d)
-            and _is_pointwise(layers[1]) and isinstance(layers[2], nn.BatchNorm2d)):  # fmt: skip
+            and is_pointwise(layers[1]) and isinstance(layers[2], nn.BatchNorm2d)):  # fmt: skip
         conv = layers[1]
-        h = _pointwise(F.relu(s), conv.weight, conv.bias, conv.stride, 1)
+        h = pointwise(F.relu(s), conv.weight, conv.bias, conv.stride, 1)
         return layers[2](h) if mix.groups == 1 else stacked_norm(h, [layers[2]], None, mix.groups)
     if mix.groups != 1:
         raise TypeError(f"candidate scoring cannot run a {type(module).__name__} preprocessing")
@@ -313,97 +314,6 @@ def _per_channel(column: torch.Tensor | None, channels: int) -> torch.Tensor | N
     return column.repeat_interleave(channels)
 
 
-def _stacked_conv(x: torch.Tensor, convs: Sequence[nn.Conv2d], shared_input: bool):
-    """The convolutions ``convs`` (one per edge) as one: on ``x`` stacked per edge along
-    channels, or on one input ``x`` shared by every edge (then ``convs`` are dense)."""
-    conv = convs[0]
-    weight = torch.cat([c.weight for c in convs]) if len(convs) > 1 else conv.weight
-    bias = None
-    if conv.bias is not None:
-        bias = torch.cat([c.bias for c in convs]) if len(convs) > 1 else conv.bias
-    if _is_pointwise(conv):
-        return _pointwise(x, weight, bias, conv.stride, 1 if shared_input else len(convs))
-    groups = conv.groups if shared_input else conv.groups * len(convs)
-    return depthwise_conv(x, weight, bias, conv.stride, conv.padding, conv.dilation, groups)
-
-
-def depthwise_conv(x, weight, bias, stride, padding, dilation, groups: int) -> torch.Tensor:
-    """``F.conv2d`` (2-tuples ``stride``, ``padding``, ``dilation``) as the fused cell runs
-    a grouped convolution: a dilation-2 one at stride 2 with "same" padding on the input's
-    even phase (:func:`_dilated_as_phases`), any other in channels-last memory
-    (:func:`_grouped_conv`). At stride 1 channels-last runs a dilated convolution about as
-    fast as its four phases would (``benchmarks/depthwise_backward.py``)."""
-    (k, k2), (s, s2) = weight.shape[-2:], stride
-    same = padding == (dilation[0] * (k - 1) // 2,) * 2 and k == k2
-    even = x.shape[-1] % 2 == 0 and x.shape[-2] % 2 == 0
-    if dilation == (2, 2) and (s, s2) == (2, 2) and same and even:
-        return _dilated_as_phases(x, weight, bias, 2, padding[0] // 2, groups)
-    return _grouped_conv(x, weight, bias, stride, padding, dilation, groups)
-
-
-def _grouped_conv(x, weight, bias, stride, padding, dilation, groups: int) -> torch.Tensor:
-    """``F.conv2d`` of a grouped (depthwise) convolution, run in channels-last memory and
-    handed back in the default format.
-
-    On CPU (oneDNN) a depthwise convolution's backward is 3-10x faster in channels-last
-    than in the default format (benchmarks/README.md); the two copies cost far less. Only
-    the convolution runs so: the whole fused cell in channels-last gave wrong gradients
-    (docs/darts-space.md)."""
-    if groups == 1:
-        return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
-    x = x.contiguous(memory_format=torch.channels_last)
-    out = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
-    return _ToDefaultFormat.apply(out)
-
-
-class _ToDefaultFormat(torch.autograd.Function):
-    """``x.contiguous()`` whose backward hands the gradient on in channels-last memory, the
-    format of the convolution before it (its backward is slow on a default-format
-    gradient)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        return x.contiguous()
-
-    @staticmethod
-    def backward(ctx, gradient: torch.Tensor) -> torch.Tensor:
-        return gradient.contiguous(memory_format=torch.channels_last)
-
-
-def _dilated_as_phases(x, weight, bias, stride: int, padding: int, groups: int) -> torch.Tensor:
-    """A dilation-2 convolution with "same" padding as undilated ones (the same sums).
-
-    Output (i, j) reads only inputs of its own row and column parity, so the convolution
-    is four undilated convolutions, one per parity phase of ``x`` (stride 2: the even phase
-    alone). On CPU the backward of a dilated depthwise convolution is 5-10x slower than an
-    undilated one of the same size (benchmarks/README.md)."""
-    if stride == 2:
-        return _grouped_conv(x[:, :, ::2, ::2], weight, bias, 1, padding, 1, groups)
-    batch, channels, height, width = x.shape
-    phases = torch.cat([x[:, :, p::2, q::2] for p in (0, 1) for q in (0, 1)])
-    out = _grouped_conv(phases, weight, bias, 1, padding, 1, groups)  # (p, q, n) x C x H/2 x W/2
-    out = out.unflatten(0, (2, 2, batch))  # out[p, q, n, c, i, j] is output (n, c, 2i+p, 2j+q)
-    return out.permute(2, 3, 4, 0, 5, 1).reshape(batch, -1, height, width)
-
-
-def _is_pointwise(conv: nn.Conv2d) -> bool:
-    return (conv.kernel_size == (1, 1) and conv.padding in ((0, 0), "valid")
-            and conv.groups == 1 and conv.stride[0] == conv.stride[1])  # fmt: skip
-
-
-def _pointwise(x, weight, bias, stride: tuple[int, int], groups: int) -> torch.Tensor:
-    """A 1x1 convolution of ``groups`` dense groups as a matrix product: the same sums, and
-    a backward much faster than a convolution's on CPU."""
-    step = stride[0]
-    if step != 1:
-        x = x[:, :, ::step, ::step]
-    batch, _, height, width = x.shape
-    matrices = weight.reshape(groups, weight.shape[0] // groups, weight.shape[1])
-    out = torch.matmul(matrices, x.reshape(batch, groups, -1, height * width))
-    out = out.reshape(batch, weight.shape[0], height, width)
-    return out if bias is None else out + bias[:, None, None]
-
-
 def _relu_stacks(x, ops: Sequence[nn.Sequential], scale, shared: dict,
                  groups: int) -> torch.Tensor:  # fmt: skip
     """Separable or dilated convolutions (ReLU, conv, ..., BatchNorm; the same op on every
@@ -421,7 +331,7 @@ def _relu_stacks(x, ops: Sequence[nn.Sequential], scale, shared: dict,
                 if ("stacked", count) not in shared:
                     shared["stacked", count] = h.repeat(1, count, 1, 1)
                 h = shared["stacked", count]
-            h = _stacked_conv(h, layers, shared_input=False)
+            h = stacked_conv(h, layers, shared_input=False)
         elif isinstance(layer, nn.BatchNorm2d):
             last = position == len(first) - 1
             h = stacked_norm(h, layers, scale if last else None, groups)
@@ -438,8 +348,8 @@ def _factorized_reduces(relu: torch.Tensor, ops: Sequence[FactorizedReduce], sca
                         groups: int):  # fmt: skip
     """Every edge's factorized reduce (of the same ReLU output) in one pass; each edge's
     two halves next to each other, the edges stacked along channels."""
-    even = _stacked_conv(relu, [op.conv_1 for op in ops], shared_input=True)
-    odd = _stacked_conv(relu[:, :, 1:, 1:], [op.conv_2 for op in ops], shared_input=True)
+    even = stacked_conv(relu, [op.conv_1 for op in ops], shared_input=True)
+    odd = stacked_conv(relu[:, :, 1:, 1:], [op.conv_2 for op in ops], shared_input=True)
     if len(ops) == 1:
         out = torch.cat([even, odd], dim=1)
     else:
