@@ -20,7 +20,6 @@ from torch import nn
 
 from spaces.batch_norm import grouped_batch_norm
 from spaces.darts.genotype import CELL_EDGES
-from spaces.darts.ops import Noise
 
 EDGES_PER_CELL = len(CELL_EDGES)
 
@@ -45,7 +44,9 @@ def candidate_logits(supernet: nn.Module, x: torch.Tensor, weights: torch.Tensor
 
 
 def _draws_noise(supernet: nn.Module) -> bool:
-    return any(isinstance(module, Noise) for module in supernet.modules())
+    """Whether the space has a noise op (S4): read from its op names, not by walking the
+    supernet's modules on every call."""
+    return "noise" in supernet.space.op_names
 
 
 def _norm_once(norm: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
