@@ -69,7 +69,7 @@ def run_key_of(
     if source:
         identity["algorithm_source"] = source
     identity.update(seed=seed, data_fingerprint=data_fingerprint, format=STORE_FORMAT_VERSION)
-    _mark_compiled_graph(identity)
+    _mark_revisions(identity)
     return hash_settings(identity)
 
 
@@ -78,11 +78,11 @@ def config_key(config_dict: dict[str, Any], data_fingerprint: str) -> str:
     identity = dict(config_dict)
     identity.pop("preset", None)
     identity.update(data_fingerprint=data_fingerprint, format=STORE_FORMAT_VERSION)
-    _mark_compiled_graph(identity)
+    _mark_revisions(identity)
     return hash_settings(identity)
 
 
-def _mark_compiled_graph(identity: dict[str, Any]) -> None:
+def _mark_revisions(identity: dict[str, Any]) -> None:
     """The revisions of numerics that only some runs' keys carry."""
     compute = identity.get("compute", {})
     if compute.get("compile"):

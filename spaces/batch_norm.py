@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 
 def grouped_batch_norm(
@@ -46,3 +47,15 @@ def grouped_batch_norm(
     if bias is not None:
         out = out + bias[:, None, :, None, None]
     return out.flatten(0, 1)
+
+
+def module_batch_norm(norm: nn.BatchNorm2d, x: torch.Tensor, groups: int) -> torch.Tensor:
+    """What ``norm(x)`` gives each of ``groups`` stacked copies in ``x``, without writing
+    ``norm``'s running statistics (its affine parameters shared by every copy)."""
+    batch_stats = norm.training or not norm.track_running_stats
+    weight = bias = None
+    if norm.affine:
+        weight = norm.weight.expand(groups, -1)
+        bias = norm.bias.expand(groups, -1)
+    running = None if batch_stats else (norm.running_mean, norm.running_var)
+    return grouped_batch_norm(x, groups, weight, bias, running, batch_stats, norm.eps)

@@ -18,10 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spaces.batch_norm import grouped_batch_norm
-from spaces.darts.genotype import CELL_EDGES
-
-EDGES_PER_CELL = len(CELL_EDGES)
+from spaces.batch_norm import module_batch_norm
+from spaces.darts.genotype import EDGES_PER_CELL
 
 
 @torch.no_grad()
@@ -34,7 +32,7 @@ def candidate_logits(supernet: nn.Module, x: torch.Tensor, weights: torch.Tensor
         return torch.stack([supernet(x, w) for w in weights])
     groups, batch = weights.shape[0], x.shape[0]
     conv, norm = supernet.stem
-    h = _norm_once(norm, conv(x))  # the same for every candidate: computed once
+    h = module_batch_norm(norm, conv(x), 1)  # the same for every candidate: computed once
     s0 = s1 = h.unsqueeze(0).expand(groups, *h.shape).flatten(0, 1)
     for cell in supernet.cells:
         rows = weights[:, EDGES_PER_CELL:] if cell.reduction else weights[:, :EDGES_PER_CELL]
@@ -47,12 +45,3 @@ def _draws_noise(supernet: nn.Module) -> bool:
     """Whether the space has a noise op (S4): read from its op names, not by walking the
     supernet's modules on every call."""
     return "noise" in supernet.space.op_names
-
-
-def _norm_once(norm: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
-    """``norm(x)`` without writing its running statistics."""
-    batch_stats = norm.training or not norm.track_running_stats
-    running = None if batch_stats else (norm.running_mean, norm.running_var)
-    weight = None if norm.weight is None else norm.weight[None]
-    bias = None if norm.bias is None else norm.bias[None]
-    return grouped_batch_norm(x, 1, weight, bias, running, batch_stats, norm.eps)

@@ -27,6 +27,7 @@ STEPS = 4
 CELL_EDGES: tuple[tuple[int, int], ...] = tuple(
     (i, j) for j in range(INPUTS, INPUTS + STEPS) for i in range(j)
 )
+EDGES_PER_CELL = len(CELL_EDGES)
 CONCAT = tuple(range(INPUTS, INPUTS + STEPS))
 
 

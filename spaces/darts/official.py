@@ -25,7 +25,7 @@ from collections.abc import Mapping
 
 import torch
 
-from spaces.darts.genotype import CELL_EDGES, INPUTS
+from spaces.darts.genotype import CELL_EDGES, EDGES_PER_CELL, INPUTS
 from spaces.darts.ops import OP_NAMES
 
 XAUTODL_OP_NAMES = (
@@ -39,7 +39,6 @@ DARTS_NAME = {
 }  # fmt: skip
 # column k of xautodl's alphas is column XAUTODL_COLUMNS[k] of the harness's
 XAUTODL_COLUMNS = tuple(OP_NAMES.index(DARTS_NAME.get(name, name)) for name in XAUTODL_OP_NAMES)
-EDGES_PER_CELL = len(CELL_EDGES)
 
 _EDGE = re.compile(r"^(cells\.\d+)\.edges\.(\d+)\.ops\.(\d+)\.(.+)$")
 _PREPROCESS = re.compile(r"^(cells\.\d+\.preprocess[01])\.(.+)$")

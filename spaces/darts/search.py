@@ -25,11 +25,9 @@ from torch import nn
 from spaces.base import AlphaMixing, NotACandidate
 from spaces.darts.candidates import candidate_logits
 from spaces.darts.fused import fused_cell_forward
-from spaces.darts.genotype import CELL_EDGES, CONCAT, INPUTS
+from spaces.darts.genotype import CELL_EDGES, CONCAT, EDGES_PER_CELL, INPUTS
 from spaces.darts.networks import cell_layout, make_stem
 from spaces.darts.ops import FactorizedReduce, ReLUConvBN, Zero, build_op
-
-EDGES_PER_CELL = len(CELL_EDGES)
 
 
 def search_op(name: str, channels: int, stride: int) -> nn.Module:

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from spaces.base import Supernet
-from spaces.batch_norm import grouped_batch_norm
+from spaces.batch_norm import module_batch_norm
 from spaces.nb201.fused import FusedSearchCell, op_plan
 from spaces.nb201.ops import ReLUConvBN, ResNetReduction
 
@@ -46,7 +45,7 @@ def _candidate_forward(supernet, x, weights, groups):
         x = x.contiguous(memory_format=torch.channels_last)
     conv, norm = supernet.stem
     # The stem's output is the same for every candidate: computed once.
-    h = _norm(norm, conv(x), 1)
+    h = module_batch_norm(norm, conv(x), 1)
     h = h.unsqueeze(0).expand(groups, *h.shape).flatten(0, 1)
     h = h.contiguous(memory_format=_memory_format(supernet))
     for block in supernet.cells:
@@ -57,7 +56,7 @@ def _candidate_forward(supernet, x, weights, groups):
         else:
             h = block(h)
     norm = supernet.lastact[0]
-    h = F.relu(_norm(norm, h, groups))
+    h = F.relu(module_batch_norm(norm, h, groups))
     logits = supernet.classifier(F.adaptive_avg_pool2d(h, 1).flatten(1))
     return logits.unflatten(0, (groups, batch))
 
@@ -66,19 +65,9 @@ def _memory_format(supernet: Supernet) -> torch.memory_format:
     return torch.channels_last if supernet.channels_last else torch.contiguous_format
 
 
-def _norm(norm: nn.BatchNorm2d, x: torch.Tensor, groups: int) -> torch.Tensor:
-    batch_stats = norm.training or not norm.track_running_stats
-    weight = bias = None
-    if norm.affine:
-        weight = norm.weight.expand(groups, -1)
-        bias = norm.bias.expand(groups, -1)
-    running = None if batch_stats else (norm.running_mean, norm.running_var)
-    return grouped_batch_norm(x, groups, weight, bias, running, batch_stats, norm.eps)
-
-
 def _relu_conv_bn(block: ReLUConvBN, x: torch.Tensor, groups: int) -> torch.Tensor:
     _, conv, norm = block.op
-    return _norm(norm, conv(F.relu(x)), groups)
+    return module_batch_norm(norm, conv(F.relu(x)), groups)
 
 
 def _reduction(block: ResNetReduction, x: torch.Tensor, groups: int) -> torch.Tensor:
