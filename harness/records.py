@@ -378,21 +378,32 @@ def _retrain_rows(
         "param_free_ops": sum(op in space.parameter_free_ops for op in ops),
         "skip_ops": ops.count("skip_connect"), "disconnected": _disconnected(row["arch"], space),
     }  # fmt: skip
-    by_fidelity: dict[str, list[dict[str, Any]]] = {}
+    by_fidelity: dict[str, dict[int, dict[str, Any]]] = {}
     for result in retrained.get(_retrain_key(row["arch"], space, dataset), []):
-        by_fidelity.setdefault(result["fidelity"], []).append(result)
+        seeds = by_fidelity.setdefault(result["fidelity"], {})
+        # One retrain per seed: the same seed in both memory formats (a store retrained
+        # before channels_last was the default, and again after) is one seed, the current
+        # default's.
+        if result["seed"] not in seeds or _channels_last(result):
+            seeds[result["seed"]] = result
     if not by_fidelity:
         return [{**shared, "fidelity": "not-retrained", "accuracy": math.nan, "params": math.nan,
                  "madds": math.nan, "retrain_seeds": 0}]  # fmt: skip
-    return [
-        {
+    rows = []
+    for name, seeds in sorted(by_fidelity.items()):
+        results = list(seeds.values())
+        rows.append({
             **shared, "fidelity": name,
             "accuracy": sum(r["test_acc"] for r in results) / len(results),
             "params": results[0]["params"], "madds": results[0]["madds"],
             "retrain_seeds": len(results),
-        }  # fmt: skip
-        for name, results in sorted(by_fidelity.items())
-    ]
+        })  # fmt: skip
+    return rows
+
+
+def _channels_last(result: dict[str, Any]) -> bool:
+    settings = result.get("settings")
+    return isinstance(settings, dict) and settings.get("channels_last") is True
 
 
 def _accuracy_rows(

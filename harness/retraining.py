@@ -61,7 +61,13 @@ class RetrainSettings:
     """How a genotype is retrained. Defaults: DARTS's CIFAR-10 evaluation (quark0/darts
     ``cnn/train.py``): 20 cells at C=36, 600 epochs, batch 96, SGD 0.025 cosine to 0,
     momentum 0.9, weight decay 3e-4, clip 5, auxiliary head weight 0.4, drop-path 0.2
-    (scaled linearly over the epochs), cutout 16, the full training and test sets."""
+    (scaled linearly over the epochs), cutout 16, the full training and test sets.
+
+    ``channels_last`` is how the network computes, not what it is trained to: the DARTS and
+    NAS-Bench-201 networks run in channels-last memory (1.4-1.6x a training step on a CPU,
+    ``benchmarks/retrain_step.py``; equal to float tolerance, tested in float64). It joins
+    the store key, since float-level differences grow over the epochs, but not the fidelity
+    label; ``False`` reproduces, under their old keys, retrains stored before it existed."""
 
     protocol: str = "paper"  # a label: the fidelity says whether the values are its own
     channels: int = 36
@@ -81,6 +87,7 @@ class RetrainSettings:
     test_images: int | None = None  # None: every test image
     subset_seed: int = 0  # which images a subset takes
     checkpoint_every: int = 1  # how often a resumable state is written (not in the key)
+    channels_last: bool = True  # a space's network may ignore it (a plugin's, say)
 
     def validate(self) -> RetrainSettings:
         check_field_types(self, "retrain")
@@ -113,9 +120,19 @@ class RetrainSettings:
         return self
 
     def identity(self) -> dict[str, Any]:
-        """What determines the trained network (the key): all but the label and cadence."""
+        """What determines the trained network (the key): all but the label and cadence, and
+        ``channels_last`` only when set (retrains stored before it existed ran without)."""
         values = dataclasses.asdict(self)
         del values["protocol"], values["checkpoint_every"]
+        if not self.channels_last:
+            del values["channels_last"]
+        return values
+
+    def protocol_values(self) -> dict[str, Any]:
+        """What the fidelity label compares with the protocol's own: the identity without
+        how the network computes."""
+        values = self.identity()
+        values.pop("channels_last", None)
         return values
 
 
@@ -151,9 +168,10 @@ def retrain_settings(protocol: str, overrides: dict[str, Any] | None = None) -> 
 
 def fidelity(settings: RetrainSettings) -> str:
     """``retrain-<protocol>`` when the values are the protocol's own, else marked custom."""
-    if settings.identity() == PROTOCOLS[settings.protocol].identity():
+    values = settings.protocol_values()
+    if values == PROTOCOLS[settings.protocol].protocol_values():
         return f"retrain-{settings.protocol}"
-    return f"retrain-{settings.protocol}-custom-{hash_settings(settings.identity())[:6]}"
+    return f"retrain-{settings.protocol}-custom-{hash_settings(values)[:6]}"
 
 
 def genotype_space(genotype: str, space: SearchSpace | str | None = None) -> SearchSpace:

@@ -178,3 +178,30 @@ def test_build_network_is_the_benchmark_network_a_retrain_protocol_asks_for():
     # every NAS-Bench-201 space retrains a cell as one network: one retrain key
     narrowed = NB201Space([[0, 1]] * 6, name="nb201-s2")
     assert narrowed.retrain_key_fields() == space.retrain_key_fields() == {"space": "nb201"}
+
+
+MIXED = "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|none~2|"
+
+
+@pytest.mark.parametrize("arch", [ALL_SKIP, MIXED])
+def test_channels_last_network_equals_the_default_format(arch):
+    # harness retrain's default memory format: the same sums, in float64 to 1e-12
+    torch.manual_seed(0)
+    default = NB201Network(decode(arch), channels=4, cells_per_stage=1).double()
+    fast = NB201Network(decode(arch), channels=4, cells_per_stage=1, channels_last=True).double()
+    fast.load_state_dict(default.state_dict())
+    assert fast.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(3, 3, 8, 8, dtype=torch.float64)
+    y = torch.tensor([0, 4, 9])
+    outputs = []
+    for net in (default, fast):
+        inputs = x.clone().requires_grad_()
+        logits = net(inputs)
+        torch.nn.functional.cross_entropy(logits, y).backward()
+        outputs.append((logits, inputs.grad, [p.grad for p in net.parameters()],
+                        [b for b in net.buffers() if b.dtype.is_floating_point]))  # fmt: skip
+    (logits_a, input_a, grads_a, buffers_a), (logits_b, input_b, grads_b, buffers_b) = outputs
+    torch.testing.assert_close(logits_b, logits_a, rtol=0, atol=1e-12)
+    torch.testing.assert_close(input_b, input_a, rtol=0, atol=1e-12)
+    for b, a in zip(grads_b + buffers_b, grads_a + buffers_a, strict=True):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-10)

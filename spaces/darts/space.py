@@ -195,12 +195,14 @@ class DartsSpace(SearchSpace):
 
     def build_network(self, choices: Sequence[int], settings: Any, num_classes: int):
         """DARTS's evaluation network of the cell pair: ``settings.layers`` cells of
-        ``settings.channels``, the auxiliary head when ``settings.auxiliary_weight`` > 0."""
+        ``settings.channels``, the auxiliary head when ``settings.auxiliary_weight`` > 0, in
+        channels-last memory when ``settings.channels_last``."""
         from spaces.darts.networks import DartsEvalNetwork
 
         genotype = choices_to_genotype(choices, self.op_names)
         return DartsEvalNetwork(genotype, settings.channels, settings.layers, num_classes,
-                                auxiliary=settings.auxiliary_weight > 0)  # fmt: skip
+                                auxiliary=settings.auxiliary_weight > 0,
+                                channels_last=settings.channels_last)  # fmt: skip
 
     def retrain_key_fields(self) -> dict[str, Any]:
         # The genotype text names its ops, and every DARTS space retrains it as the same

