@@ -6,8 +6,10 @@ compute setting failed to run:
     python benchmarks/gpu_check.py [--device cuda] [--images 4096] [--skip-side-by-side]
 
 1. ``official_side_by_side.py`` (NAS-Bench-201: xautodl's search model against the
-   harness's supernet in each compute setting, ``proxy`` and ``paper`` shapes) and
-   ``darts_side_by_side.py`` (the DARTS space, C=8 16x16 and C=16 32x32), on the device.
+   harness's supernet in each compute setting, ``proxy`` and ``paper`` shapes),
+   ``darts_side_by_side.py`` (the DARTS space, C=8 16x16 and C=16 32x32) and
+   ``retrain_step.py`` (``harness retrain``'s network at the ``robustdarts`` and ``paper``
+   shapes, default memory format and channels-last), on the device.
 2. One supernet epoch of the ``paper`` preset in every NB201 compute setting (the
    reference cell; fused; fused + channels-last; + bf16 autocast; + ``torch.compile``) and
    of ``darts-paper`` in every DARTS one (fused, reference), on random images of the
@@ -85,6 +87,7 @@ def main() -> None:
             ["official_side_by_side.py", "--presets", "proxy,paper", "--variants",
              ",".join(NB201_SETTINGS), "--rounds", "3", "--steps", "3"],
             ["darts_side_by_side.py", "--shape", "8x16,16x32", "--rounds", "3", "--steps", "2"],
+            ["retrain_step.py", "--protocols", "robustdarts,paper", "--rounds", "3"],
         ):  # fmt: skip
             print(f"\n$ python benchmarks/{' '.join(command)} --device {args.device}", flush=True)
             subprocess.run([sys.executable, str(HERE / command[0]), *command[1:],

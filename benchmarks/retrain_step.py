@@ -13,6 +13,7 @@ process on the same random images, interleaved round by round:
 * a test pass: a forward of 256 images in evaluation mode without gradients.
 
     python benchmarks/retrain_step.py [--protocols proxy,robustdarts,paper] [--rounds 3]
+                                      [--device cuda]
 
 Prints seconds per step and per test pass (median over rounds, and every round) and the
 channels-last speed-up (above 1: faster).
@@ -39,10 +40,11 @@ TEST_BATCH = 256  # the retraining's test loader
 class Timed:
     """One variant's network, optimiser and data, timed step by step."""
 
-    def __init__(self, space: DartsSpace, choices, settings: RetrainSettings, seed: int):
+    def __init__(self, space: DartsSpace, choices, settings: RetrainSettings, seed: int,
+                 device: str) -> None:  # fmt: skip
         torch.manual_seed(seed)
         self.settings = settings
-        self.net = space.build_network(choices, settings, 10)
+        self.net = space.build_network(choices, settings, 10).to(device)
         self.net.drop_prob = settings.drop_path
         self.optimizer = torch.optim.SGD(self.net.parameters(), lr=settings.lr,
                                          momentum=settings.momentum,
@@ -65,32 +67,40 @@ class Timed:
         self.net(x)
 
 
-def seconds(work, repeats: int) -> float:
-    work()  # warm: first-call allocations and oneDNN primitive creation
+def seconds(work, repeats: int, device: str) -> float:
+    work()  # warm: first-call allocations, oneDNN primitive creation, cuDNN's choices
+    synchronize(device)
     began = time.perf_counter()
     for _ in range(repeats):
         work()
+    synchronize(device)
     return (time.perf_counter() - began) / repeats
+
+
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
 
 
 def measure(protocol: str, choices, args) -> None:
     space = DartsSpace()
     base = PROTOCOLS[protocol]
     variants = {
-        "default format": Timed(space, choices, dataclasses.replace(base, channels_last=False), 0),
-        "channels-last": Timed(space, choices, dataclasses.replace(base, channels_last=True), 0),
+        name: Timed(space, choices, dataclasses.replace(base, channels_last=last), 0, args.device)
+        for name, last in (("default format", False), ("channels-last", True))
     }
     size = base.resolution
     generator = torch.Generator().manual_seed(1)
-    x = torch.randn(base.batch_size, 3, size, size, generator=generator)
-    y = torch.randint(0, 10, (base.batch_size,), generator=generator)
-    test_x = torch.randn(TEST_BATCH, 3, size, size, generator=generator)
+    x = torch.randn(base.batch_size, 3, size, size, generator=generator).to(args.device)
+    y = torch.randint(0, 10, (base.batch_size,), generator=generator).to(args.device)
+    test_x = torch.randn(TEST_BATCH, 3, size, size, generator=generator).to(args.device)
     steps = {name: [] for name in variants}
     tests = {name: [] for name in variants}
     for _ in range(args.rounds):
         for name, timed in variants.items():
-            steps[name].append(seconds(lambda t=timed: t.step(x, y), args.steps))
-            tests[name].append(seconds(lambda t=timed: t.test_pass(test_x), args.steps))
+            steps[name].append(seconds(lambda t=timed: t.step(x, y), args.steps, args.device))
+            tests[name].append(seconds(lambda t=timed: t.test_pass(test_x), args.steps,
+                                       args.device))  # fmt: skip
     print(f"\n{protocol}: {base.layers} cells, C={base.channels}, {size}x{size}, batch "
           f"{base.batch_size}, auxiliary head {'on' if base.auxiliary_weight else 'off'}, "
           f"drop-path {base.drop_path}")  # fmt: skip
@@ -113,11 +123,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=2, help="timed steps per round")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     genotype = parse_genotype(args.genotype) if args.genotype else DARTS_V2
     choices = genotype_to_choices(genotype, DartsSpace().op_names)
-    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+    where = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else (
+        platform.processor() or platform.machine())
+    print(f"torch {torch.__version__}, {args.device} ({where}), "
           f"{args.threads} threads, genotype {'DARTS-V2' if not args.genotype else args.genotype}, "
           f"{args.rounds} rounds of {args.steps} steps (after one warm step)")  # fmt: skip
     for protocol in args.protocols.split(","):
