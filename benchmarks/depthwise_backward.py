@@ -1,9 +1,11 @@
 """What a depthwise convolution's forward + backward costs on this CPU, by memory format and
-dilation, and as the fused DARTS cell runs it (dilated ones on parity phases).
+dilation, and as the fused DARTS cell runs it (strided dilated ones on parity phases,
+small maps as per-channel matrices, the rest in channels-last).
 
 The fused DARTS cell (:mod:`spaces.darts.fused`) spends most of a step in the backward of
 depthwise convolutions; this prints, for the shapes of the DARTS side-by-side (C=8 at
-16x16: 4 edges stacked, 32 channels; reduction cells at stride 2), seconds per forward +
+16x16: 4 edges stacked, 32 channels; reduction cells at stride 2; the 8x8 and 4x4 maps
+after the reductions), seconds per forward +
 backward (both gradients) in the default memory format, in channels-last, and through
 the fused cell's own routine:
 
@@ -23,7 +25,10 @@ from spaces.darts.fused_convs import depthwise_conv
 
 # (batch, channels, size, kernel, dilation, stride): sep/dil convs of the C=8 16x16 shape
 SHAPES = [(64, 32, 16, 3, 1, 1), (64, 32, 16, 5, 1, 1), (64, 32, 16, 3, 2, 1),
-          (64, 32, 16, 5, 2, 1), (64, 64, 16, 3, 2, 2), (64, 64, 16, 5, 2, 2)]  # fmt: skip
+          (64, 32, 16, 5, 2, 1), (64, 64, 16, 3, 2, 2), (64, 64, 16, 5, 2, 2),
+          (64, 64, 8, 3, 1, 1), (64, 64, 8, 5, 1, 1), (64, 64, 8, 3, 2, 1), (64, 64, 8, 5, 2, 1),
+          (64, 128, 4, 3, 1, 1), (64, 128, 4, 5, 1, 1), (64, 128, 4, 3, 2, 1),
+          (64, 128, 4, 5, 2, 1)]  # fmt: skip
 
 
 def seconds(run, repeats: int) -> float:

@@ -30,10 +30,11 @@ COMPILED_GRAPH_REVISION = 2
 # The DARTS space's fused cell (opt-in before issue 28 made it the default) computes
 # differently since: 2 = dilated convolutions on parity phases, depthwise ones in
 # channels-last; 3 = their gradients handed back in channels-last, phases at stride 2
-# only. The same float results to tolerance, not bit for bit, so in the keys of fused
+# only; 4 = pools in channels-last, depthwise convolutions on small maps as per-channel
+# matrices. The same float results to tolerance, not bit for bit, so in the keys of fused
 # DARTS-space runs: stores made by an earlier fused cell are not reused. Op-by-op DARTS
 # runs and every NB201 run keep their keys.
-DARTS_FUSED_CELL_REVISION = 3
+DARTS_FUSED_CELL_REVISION = 4
 
 
 def hash_settings(settings: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ from batch_norm_state import randomise_batch_norm
 
 from harness.config import SpaceSettings
 from spaces import make_space
+from spaces.darts.fused_convs import depthwise_as_matrices, depthwise_conv
 from spaces.darts.genotype import CELL_EDGES
 from spaces.darts.search import DartsSupernet, FusedSearchCell, SearchCell
 
@@ -313,3 +314,57 @@ def test_dilated_convolutions_run_as_undilated_ones_on_parity_phases(stride, ker
     for grad, expected_grad in zip(grads, expected_grads, strict=True):
         torch.testing.assert_close(grad, expected_grad, **TIGHT)
 
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 5), (4, 4), (8, 8), (6, 10), (16, 16)])
+@pytest.mark.parametrize("kernel, stride, dilation", [
+    (3, 1, 1), (5, 1, 1), (3, 1, 2), (5, 1, 2), (3, 2, 1), (5, 2, 2),
+])  # fmt: skip
+def test_depthwise_convolutions_equal_conv2d_on_every_path(size, kernel, stride, dilation):
+    # depthwise_conv picks per-channel matrices (small maps, stride 1), parity phases
+    # (dilated, stride 2) or channels-last convolutions: all the same sums as F.conv2d
+    generator = torch.Generator().manual_seed(sum(size) + kernel + stride)
+    x = torch.randn(3, 6, *size, generator=generator, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(6, 1, kernel, kernel, generator=generator, dtype=torch.float64,
+                         requires_grad=True)  # fmt: skip
+    bias = torch.randn(6, generator=generator, dtype=torch.float64, requires_grad=True)
+    padding = dilation * (kernel - 1) // 2
+    expected = F.conv2d(x, weight, bias, stride, padding, dilation, 6)
+    out = depthwise_conv(x, weight, bias, (stride,) * 2, (padding,) * 2, (dilation,) * 2, 6)
+    torch.testing.assert_close(out, expected, **TIGHT)
+    upstream = torch.randn(expected.shape, generator=generator, dtype=torch.float64)
+    grads = torch.autograd.grad(out, (x, weight, bias), upstream)
+    expected_grads = torch.autograd.grad(expected, (x, weight, bias), upstream)
+    for grad, expected_grad in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(grad, expected_grad, **TIGHT)
+
+
+def test_small_maps_run_depthwise_convolutions_as_matrices():
+    x = torch.randn(2, 4, 4, 4, dtype=torch.float64)
+    weight = torch.randn(4, 1, 5, 5, dtype=torch.float64)
+    out = depthwise_as_matrices(x, weight, None, padding=4, dilation=2)
+    torch.testing.assert_close(out, F.conv2d(x, weight, None, 1, 4, 2, 4), **TIGHT)
+    with torch.inference_mode():  # the tap index made here serves a pass with autograd
+        depthwise_as_matrices(x, weight, None, padding=2, dilation=1)
+    weight.requires_grad_(True)
+    depthwise_as_matrices(x, weight, None, padding=2, dilation=1).sum().backward()
+    assert weight.grad is not None
+
+
+@pytest.mark.parametrize("weights", ["softmax", "rows with zeros"])
+def test_fused_supernet_in_channels_last_memory_equals_the_reference(weights):
+    # Not a setting (it does not pay: docs/darts-space.md), but an earlier fused cell gave
+    # wrong gradients so; this one is exact, with channels-last gradients reaching the cells.
+    reference, fused = _pair("darts")
+    fused = fused.to(memory_format=torch.channels_last)
+    x, y = _data()
+    x_last = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    x = x.clone().requires_grad_()
+    expected, expected_grads = _pass(reference, x, y, WEIGHTS[weights](reference, _rng(3)))
+    logits, grads = _pass(fused, x_last, y, WEIGHTS[weights](fused, _rng(3)))
+    torch.testing.assert_close(logits, expected, **TIGHT)
+    torch.testing.assert_close(x_last.grad, x.grad, **TIGHT)
+    for name, grad in expected_grads.items():
+        if grad is not None:
+            torch.testing.assert_close(grads[name], grad, **TIGHT, msg=name)
+    _assert_same_state(reference, fused, TIGHT)

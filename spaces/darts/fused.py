@@ -25,7 +25,8 @@ feed four edges each, node 2 three, node 3 two, node 4 one; per source node and 
   several times faster on CPU (``benchmarks/depthwise_backward.py``);
 * each edge's mixing weight is folded into the scale of the op's last BatchNorm instead
   of a separate multiplication;
-* a pool runs once and, in training mode, so does its (affine-free) BatchNorm, whose
+* a pool runs once (in channels-last memory, like the depthwise convolutions) and, in
+  training mode, so does its (affine-free) BatchNorm, whose
   output is then the same for every edge (each edge's running statistics are updated
   from the batch statistics); in evaluation mode each edge's BatchNorm is an affine map
   of the shared pool, with its own running statistics;
@@ -59,7 +60,7 @@ from torch import nn
 
 from spaces.base import NotACandidate
 from spaces.batch_norm import grouped_batch_norm
-from spaces.darts.fused_convs import is_pointwise, pointwise, stacked_conv
+from spaces.darts.fused_convs import is_pointwise, pointwise, pool, stacked_conv
 from spaces.darts.fused_norms import (
     alike,
     require_alike_settings,
@@ -206,7 +207,7 @@ def _spread(cell, x, outgoing, mix: _Mixing, noise, pending) -> None:
         elif isinstance(first, Identity):
             stack.add_product(x, mix.per_edge(column), len(edges))
         elif _is_pool(first):
-            apart = _shared_norm(stack, first[0](x), [op[1] for op in ops], column, mix)
+            apart = _shared_norm(stack, pool(first[0], x), [op[1] for op in ops], column, mix)
             for e, term in zip(edges, apart or (), strict=bool(apart)):
                 pending[target_of[e]].append(term)
         elif isinstance(first, FactorizedReduce):

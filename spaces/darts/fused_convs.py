@@ -1,7 +1,8 @@
-"""The convolutions of the fused DARTS cell (:mod:`spaces.darts.fused`), run the fastest
-way found on CPU while computing the same sums: 1x1 convolutions as matrix products,
-grouped (depthwise) ones in channels-last memory, strided dilated ones on the input's even
-phase (``benchmarks/depthwise_backward.py``, ``benchmarks/README.md``).
+"""The convolutions and pools of the fused DARTS cell (:mod:`spaces.darts.fused`), run the
+fastest way found on CPU while computing the same sums: 1x1 convolutions as matrix
+products, grouped (depthwise) ones and the pools in channels-last memory, strided dilated
+convolutions on the input's even phase (``benchmarks/depthwise_backward.py``,
+``benchmarks/README.md``).
 """
 
 from __future__ import annotations
@@ -30,15 +31,81 @@ def stacked_conv(x: torch.Tensor, convs: Sequence[nn.Conv2d], shared_input: bool
 def depthwise_conv(x, weight, bias, stride, padding, dilation, groups: int) -> torch.Tensor:
     """``F.conv2d`` (2-tuples ``stride``, ``padding``, ``dilation``) as the fused cell runs
     a grouped convolution: a dilation-2 one at stride 2 with "same" padding on the input's
-    even phase (:func:`dilated_as_phases`), any other in channels-last memory
-    (:func:`_grouped_conv`). At stride 1 channels-last runs a dilated convolution about as
-    fast as its four phases would (``benchmarks/depthwise_backward.py``)."""
+    even phase (:func:`dilated_as_phases`); a depthwise one at stride 1 on a small map as
+    one matrix per channel (:func:`depthwise_as_matrices`); any other in channels-last
+    memory (:func:`_grouped_conv`)."""
     (k, k2), (s, s2) = weight.shape[-2:], stride
     same = padding == (dilation[0] * (k - 1) // 2,) * 2 and k == k2
     even = x.shape[-1] % 2 == 0 and x.shape[-2] % 2 == 0
     if dilation == (2, 2) and (s, s2) == (2, 2) and same and even:
         return dilated_as_phases(x, weight, bias, 2, padding[0] // 2, groups)
+    depthwise = weight.shape[1] == 1 and groups == x.shape[1]
+    reach = dilation[0] * (k - 1) + 1  # the kernel's extent on the map
+    if (depthwise and (s, s2) == (1, 1) and same and dilation[0] == dilation[1]
+            and reach > max(x.shape[-2:]) and x.shape[-2] * x.shape[-1] <= MATRIX_PIXELS):
+        return depthwise_as_matrices(x, weight, bias, padding[0], dilation[0])
     return _grouped_conv(x, weight, bias, stride, padding, dilation, groups)
+
+
+# Depthwise convolutions whose kernel reaches beyond the map (most taps on padding: 5x5
+# and dilated 3x3 on 4x4 maps, dilated 5x5 on 8x8) run as per-channel matrices: there a
+# forward and backward took 1.8-10x less time than in channels-last on CPU, elsewhere
+# (3x3 on 4x4, dilated 3x3 on 8x8) up to 1.7x more (benchmarks/README.md). The matrices
+# grow as the square of the map: never above this many pixels.
+MATRIX_PIXELS = 64
+
+
+def depthwise_as_matrices(x, weight, bias, padding: int, dilation: int) -> torch.Tensor:
+    """A stride-1 depthwise convolution as one (pixels x pixels) matrix per channel.
+
+    On a map of h x w pixels a channel's convolution is a linear map of its h*w inputs
+    whose matrix holds the kernel's taps (zero where a tap falls into the padding): the
+    same sums (plus exact zeros), as one batched matrix product, whose speed does not
+    depend on dilation and which wastes nothing on padding."""
+    batch, channels, height, width = x.shape
+    taps = _tap_index(height, width, weight.shape[-1], padding, dilation, x.device)
+    padded = torch.cat([weight.reshape(channels, -1), weight.new_zeros(channels, 1)], dim=1)
+    matrices = padded[:, taps]  # channels x output pixels x input pixels
+    rows = x.reshape(batch, channels, height * width).transpose(0, 1)  # channels x batch x in
+    out = torch.bmm(rows, matrices.transpose(1, 2)).transpose(0, 1)
+    out = out.reshape(batch, channels, height, width)
+    return out if bias is None else out + bias[:, None, None]
+
+
+_TAPS: dict[tuple, torch.Tensor] = {}
+
+
+def _tap_index(height: int, width: int, kernel: int, padding: int, dilation: int,
+               device: torch.device) -> torch.Tensor:  # fmt: skip
+    """(output pixel, input pixel) -> the kernel tap joining them, or kernel**2 (none), for
+    a stride-1 convolution on a height x width map; made once per shape."""
+    key = (height, width, kernel, padding, dilation, device)
+    if key not in _TAPS:
+        # a normal tensor even when first asked for in inference mode (scoring), so that
+        # later passes with autograd may use it
+        with torch.inference_mode(False):
+            offsets = torch.arange(kernel) * dilation - padding  # input row = output row + it
+            rows = torch.arange(height)[:, None] + offsets  # output row x tap row
+            cols = torch.arange(width)[:, None] + offsets
+            index = torch.full((height, width, height, width), kernel * kernel)
+            for ky in range(kernel):
+                for kx in range(kernel):
+                    for oy in range(height):
+                        iy = int(rows[oy, ky])
+                        if 0 <= iy < height:
+                            inside = (cols[:, kx] >= 0) & (cols[:, kx] < width)
+                            ox = torch.arange(width)[inside]
+                            index[oy, ox, iy, cols[inside, kx]] = ky * kernel + kx
+            _TAPS[key] = index.reshape(height * width, height * width).to(device)
+    return _TAPS[key]
+
+
+def pool(module: nn.MaxPool2d | nn.AvgPool2d, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)`` computed in channels-last memory and handed back in the default format.
+
+    The same values; on CPU a 3x3 max pool's forward is 2-8x faster so, an average pool's
+    1.5-4x, copies included (``benchmarks/README.md``)."""
+    return _ToDefaultFormat.apply(module(x.contiguous(memory_format=torch.channels_last)))
 
 
 def _grouped_conv(x, weight, bias, stride, padding, dilation, groups: int) -> torch.Tensor:
@@ -78,7 +145,8 @@ def dilated_as_phases(x, weight, bias, stride: int, padding: int, groups: int) -
     alone). On CPU the backward of a dilated depthwise convolution is 5-10x slower than an
     undilated one of the same size (benchmarks/README.md)."""
     if stride == 2:
-        return _grouped_conv(x[:, :, ::2, ::2], weight, bias, 1, padding, 1, groups)
+        return depthwise_conv(x[:, :, ::2, ::2], weight, bias, (1, 1), (padding, padding),
+                              (1, 1), groups)  # fmt: skip
     batch, channels, height, width = x.shape
     phases = torch.cat([x[:, :, p::2, q::2] for p in (0, 1) for q in (0, 1)])
     out = _grouped_conv(phases, weight, bias, 1, padding, 1, groups)  # (p, q, n) x C x H/2 x W/2

@@ -68,9 +68,9 @@ class DartsSpace(SearchSpace):
     # cells are fused by default (each cell's work grouped by source node,
     # spaces/darts/fused.py, equal to the op-by-op cell to float tolerance,
     # tests/test_darts_fused.py); compute.cell=reference runs op by op, as the DARTS code
-    # does. The cell is part of the run key. Channels-last is refused: with the fused cell
-    # it gave wrong gradients under some mixing rows in torch 2.14.1 on CPU (not isolated
-    # to one op; docs/darts-space.md).
+    # does. The cell is part of the run key. Channels-last is refused: the fused cell is
+    # exact in it but no faster, its depthwise convolutions and pools already running in
+    # channels-last locally (docs/darts-space.md).
     compute_support = {"cell": ("fused", "reference"), "channels_last": (False,),
                        "autocast": ("none",), "compile": (False,)}  # fmt: skip
 
