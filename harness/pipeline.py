@@ -41,6 +41,9 @@ from methods.selection import SelectionMethod, make_method, method_spec
 
 log = logging.getLogger(__name__)
 
+# How long --cluster ADDRESS waits for the scheduler before saying it could not reach it.
+SCHEDULER_CONNECT_TIMEOUT = "20s"
+
 
 @dataclass
 class RunSummary:
@@ -274,7 +277,7 @@ def _backend(execution: Execution):
     else:
         cluster = None
         try:
-            client = Client(execution.cluster, timeout="20s")
+            client = Client(execution.cluster, timeout=SCHEDULER_CONNECT_TIMEOUT)
         except (OSError, TimeoutError, ValueError) as error:
             raise HarnessError(
                 f"could not reach the Dask scheduler at {execution.cluster} ({error}): start "

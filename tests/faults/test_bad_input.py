@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import api
+from harness import api, pipeline
 from harness.cli import main
 from harness.config import SpaceSettings
 from harness.errors import HarnessError
@@ -64,7 +64,8 @@ def test_cuda_without_a_gpu_is_one_sentence(run_args, capsys):
     _refused(capsys, run_args("--device", "cuda"), "no usable CUDA device; use --device cpu")
 
 
-def test_an_unreachable_scheduler_is_one_sentence(run_args, capsys):
+def test_an_unreachable_scheduler_is_one_sentence(run_args, capsys, monkeypatch):
+    monkeypatch.setattr(pipeline, "SCHEDULER_CONNECT_TIMEOUT", "2s")  # the same refusal, sooner
     _refused(capsys, run_args("--cluster", "tcp://127.0.0.1:1"), "could not reach the Dask "
              "scheduler at tcp://127.0.0.1:1")  # fmt: skip
 
