@@ -30,7 +30,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from harness.retraining import PROTOCOLS, RetrainSettings
+from harness.retrain_settings import PROTOCOLS, RetrainSettings
 from spaces.darts.genotype import DARTS_V2, genotype_to_choices, parse_genotype
 from spaces.darts.space import DartsSpace
 

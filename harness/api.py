@@ -51,7 +51,7 @@ from harness.records import write_tables
 from harness.report import build_report
 from harness.report.load import load_results
 from harness.retrain_jobs import genotypes_in_store, plan_jobs, run_jobs
-from harness.retraining import retrain_settings
+from harness.retrain_settings import retrain_settings
 from harness.selecting import MethodsFailed, select_at_checkpoint
 from harness.store import load_checkpoint_file
 from harness.training import train_supernet

@@ -21,7 +21,8 @@ from harness.config import SpaceSettings
 from harness.errors import HarnessError
 from harness.locations import DataLocation
 from harness.pipeline import Execution, run_parallel, torch_threads, where_this_runs
-from harness.retraining import RetrainSettings, genotype_space, retrain_genotype
+from harness.retrain_settings import RetrainSettings
+from harness.retraining import genotype_space, retrain_genotype
 from harness.selecting import read_selection
 from harness.store import read_json
 from spaces import make_space

@@ -345,7 +345,7 @@ class SearchSpace(abc.ABC):
 
         ``choices``: as :meth:`decode_unchecked` gives them (the candidate sets are not
         enforced: a cell is retrained whichever space selected it). ``settings``:
-        :class:`harness.retraining.RetrainSettings` (``channels``, ``layers``,
+        :class:`harness.retrain_settings.RetrainSettings` (``channels``, ``layers``,
         ``auxiliary_weight``, ``resolution``, ...); refuse in one sentence what the network
         cannot honour. The network's ``forward(x)`` returns logits, or (logits, auxiliary
         logits or None); retraining sets its ``drop_prob`` (the drop-path probability) every

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from conftest import make_arrays
 
 from harness.records import collect_tables
-from harness.retraining import fidelity, retrain_genotype, retrain_key, retrain_settings
+from harness.retrain_settings import fidelity, retrain_settings
+from harness.retraining import retrain_genotype, retrain_key
 from spaces import space_named
 from spaces.darts.genotype import DARTS_V2, Genotype
 from spaces.darts.networks import DartsEvalNetwork

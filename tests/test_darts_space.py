@@ -205,7 +205,7 @@ def test_methods_that_use_the_topology_rule_return_darts_genotypes(method):
 
 
 def test_the_space_builds_the_evaluation_network_a_retrain_protocol_asks_for(tmp_path):
-    from harness.retraining import retrain_settings
+    from harness.retrain_settings import retrain_settings
     from spaces import space_named
 
     space = space_named("darts-s2")  # candidates are not enforced: V2 is no S2 cell

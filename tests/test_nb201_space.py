@@ -163,7 +163,7 @@ def test_active_ops_mask_zeroes_inactive_ops():
 
 def test_build_network_is_the_benchmark_network_a_retrain_protocol_asks_for():
     from harness.errors import HarnessError
-    from harness.retraining import retrain_settings
+    from harness.retrain_settings import retrain_settings
 
     space = NB201Space()
     choices = decode(ALL_SKIP)

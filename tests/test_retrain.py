@@ -25,14 +25,8 @@ from harness.pipeline import Execution
 from harness.report import build_report
 from harness.report import genotypes as genotype_report
 from harness.retrain_jobs import RetrainJob, plan_jobs, run_jobs
-from harness.retraining import (
-    PROTOCOLS,
-    canonical_genotype,
-    fidelity,
-    retrain_genotype,
-    retrain_key,
-    retrain_settings,
-)
+from harness.retrain_settings import PROTOCOLS, fidelity, retrain_settings
+from harness.retraining import canonical_genotype, retrain_genotype, retrain_key
 from spaces import space_named
 from spaces.darts.genotype import DARTS_V2, Genotype
 from spaces.darts.networks import DartsEvalNetwork, parameter_count

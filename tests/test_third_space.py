@@ -28,7 +28,8 @@ import spaces
 from harness.cli import main
 from harness.config import SpaceSettings
 from harness.errors import HarnessError
-from harness.retraining import canonical_genotype, retrain_genotype, retrain_settings
+from harness.retrain_settings import retrain_settings
+from harness.retraining import canonical_genotype, retrain_genotype
 from spaces.base import AlphaMixing, SearchSpace, Topology
 
 NAME = "tiny3"

@@ -9,7 +9,7 @@ from harness import api
 from harness.api_requests import RetrainRequest, request_from_arguments
 from harness.cli.options import add_data_arguments, add_ground_truth_argument, print_note
 from harness.errors import HarnessError
-from harness.retraining import PROTOCOLS, RetrainSettings
+from harness.retrain_settings import PROTOCOLS, RetrainSettings
 
 PROTOCOL_DESCRIPTIONS = {
     "paper": "DARTS's evaluation: 20 cells, C=36, 600 epochs, batch 96, cutout 16, auxiliary "

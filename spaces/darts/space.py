@@ -70,7 +70,8 @@ class DartsSpace(SearchSpace):
     # tests/test_darts_fused.py); compute.cell=reference runs op by op, as the DARTS code
     # does. The cell is part of the run key. Channels-last is refused: the fused cell is
     # exact in it but no faster, its depthwise convolutions and pools already running in
-    # channels-last locally (docs/darts-space.md).
+    # channels-last locally; torch.compile made a step slower (graph breaks where the
+    # cells read their mixing weights; docs/darts-space.md).
     compute_support = {"cell": ("fused", "reference"), "channels_last": (False,),
                        "autocast": ("none",), "compile": (False,)}  # fmt: skip
 

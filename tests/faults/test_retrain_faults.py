@@ -18,7 +18,8 @@ import harness.retraining as retraining
 from harness.cli import main
 from harness.records import write_tables
 from harness.report import build_report
-from harness.retraining import canonical_genotype, retrain_genotype, retrain_key, retrain_settings
+from harness.retrain_settings import retrain_settings
+from harness.retraining import canonical_genotype, retrain_genotype, retrain_key
 from harness.store import CheckpointStore
 from spaces.darts.genotype import DARTS_V2
 
