@@ -13,6 +13,7 @@ from methods.selection.base import SelectionContext, SelectionCost
 from methods.selection.darts_pt import DartsPT
 from methods.selection.ostr import OStr
 from methods.selection.scoring import batch_statistics_only, measure, measure_candidates
+from spaces.darts import fused_convs
 from spaces.darts.search import DartsSupernet
 from spaces.darts.space import DartsSpace
 
@@ -128,13 +129,12 @@ def test_batched_scoring_selects_the_same_darts_cell(darts_context, method):
 
 
 def test_a_fused_supernet_trains_after_scoring_in_inference_mode():
-    """The fused cell caches small index tensors: one first made during an inference-mode
-    scoring pass must still serve a later pass with autograd (DARTS-PT's fine-tuning)."""
-    from spaces.darts import fused
-
+    """The fused cell caches small index tensors (edge indices, small maps' tap indices):
+    one first made during an inference-mode scoring pass must still serve a later pass
+    with autograd (DARTS-PT's fine-tuning)."""
     net = _supernet("darts")
     x = torch.randn(4, 3, 8, 8)
-    fused._INDICES.clear()
+    fused_convs._MADE.clear()
     with torch.inference_mode():
         net(x)
     net(x).sum().backward()

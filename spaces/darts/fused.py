@@ -60,7 +60,7 @@ from torch import nn
 
 from spaces.base import NotACandidate
 from spaces.batch_norm import grouped_batch_norm
-from spaces.darts.fused_convs import is_pointwise, pointwise, pool, stacked_conv
+from spaces.darts.fused_convs import is_pointwise, made_once, pointwise, pool, stacked_conv
 from spaces.darts.fused_norms import (
     alike,
     require_alike_settings,
@@ -281,18 +281,9 @@ def _width(op: nn.Sequential) -> int:
     return [layer for layer in op if isinstance(layer, nn.Conv2d)][-1].out_channels
 
 
-_INDICES: dict[tuple, torch.Tensor] = {}
-
-
 def _index(edges: tuple[int, ...], device: torch.device) -> torch.Tensor:
     """``torch.tensor(edges)`` on ``device``, made once."""
-    key = (edges, device)
-    if key not in _INDICES:
-        # a normal tensor even when first asked for in inference mode (scoring), so that
-        # later passes with autograd (training, fine-tuning) may use it
-        with torch.inference_mode(False):
-            _INDICES[key] = torch.tensor(edges, device=device)
-    return _INDICES[key]
+    return made_once(("edges", edges, device), lambda: torch.tensor(edges, device=device))
 
 
 def _column(weights: torch.Tensor, edges: tuple[int, ...], k: int) -> torch.Tensor:

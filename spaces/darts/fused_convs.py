@@ -49,7 +49,7 @@ def depthwise_conv(x, weight, bias, stride, padding, dilation, groups: int) -> t
 
 # Depthwise convolutions whose kernel reaches beyond the map (most taps on padding: 5x5
 # and dilated 3x3 on 4x4 maps, dilated 5x5 on 8x8) run as per-channel matrices: there a
-# forward and backward took 1.8-10x less time than in channels-last on CPU, elsewhere
+# forward and backward took 1.8-12x less time than in channels-last on CPU, elsewhere
 # (3x3 on 4x4, dilated 3x3 on 8x8) up to 1.7x more (benchmarks/README.md). The matrices
 # grow as the square of the map: never above this many pixels.
 MATRIX_PIXELS = 64
@@ -64,40 +64,46 @@ def depthwise_as_matrices(x, weight, bias, padding: int, dilation: int) -> torch
     depend on dilation and which wastes nothing on padding."""
     batch, channels, height, width = x.shape
     taps = _tap_index(height, width, weight.shape[-1], padding, dilation, x.device)
-    padded = torch.cat([weight.reshape(channels, -1), weight.new_zeros(channels, 1)], dim=1)
-    matrices = padded[:, taps]  # channels x output pixels x input pixels
+    taps_and_zero = torch.cat([weight.reshape(channels, -1), weight.new_zeros(channels, 1)], 1)
+    matrices = taps_and_zero[:, taps]  # channels x output pixels x input pixels
     rows = x.reshape(batch, channels, height * width).transpose(0, 1)  # channels x batch x in
     out = torch.bmm(rows, matrices.transpose(1, 2)).transpose(0, 1)
     out = out.reshape(batch, channels, height, width)
     return out if bias is None else out + bias[:, None, None]
 
 
-_TAPS: dict[tuple, torch.Tensor] = {}
-
-
 def _tap_index(height: int, width: int, kernel: int, padding: int, dilation: int,
                device: torch.device) -> torch.Tensor:  # fmt: skip
     """(output pixel, input pixel) -> the kernel tap joining them, or kernel**2 (none), for
     a stride-1 convolution on a height x width map; made once per shape."""
-    key = (height, width, kernel, padding, dilation, device)
-    if key not in _TAPS:
-        # a normal tensor even when first asked for in inference mode (scoring), so that
-        # later passes with autograd may use it
+
+    def make() -> torch.Tensor:
+        out_y, out_x, tap_y, tap_x = torch.meshgrid(
+            torch.arange(height), torch.arange(width), torch.arange(kernel),
+            torch.arange(kernel), indexing="ij",
+        )  # fmt: skip
+        in_y = out_y + tap_y * dilation - padding
+        in_x = out_x + tap_x * dilation - padding
+        inside = (in_y >= 0) & (in_y < height) & (in_x >= 0) & (in_x < width)
+        index = torch.full((height * width, height * width), kernel * kernel)
+        output_pixel, input_pixel = out_y * width + out_x, in_y * width + in_x
+        index[output_pixel[inside], input_pixel[inside]] = (tap_y * kernel + tap_x)[inside]
+        return index.to(device)
+
+    return made_once(("taps", height, width, kernel, padding, dilation, device), make)
+
+
+_MADE: dict[tuple, torch.Tensor] = {}
+
+
+def made_once(key: tuple, make) -> torch.Tensor:
+    """``make()``, computed on the first call with ``key`` and kept. Made outside inference
+    mode, so that a tensor first asked for by a scoring pass serves later passes with
+    autograd (training, fine-tuning) too."""
+    if key not in _MADE:
         with torch.inference_mode(False):
-            offsets = torch.arange(kernel) * dilation - padding  # input row = output row + it
-            rows = torch.arange(height)[:, None] + offsets  # output row x tap row
-            cols = torch.arange(width)[:, None] + offsets
-            index = torch.full((height, width, height, width), kernel * kernel)
-            for ky in range(kernel):
-                for kx in range(kernel):
-                    for oy in range(height):
-                        iy = int(rows[oy, ky])
-                        if 0 <= iy < height:
-                            inside = (cols[:, kx] >= 0) & (cols[:, kx] < width)
-                            ox = torch.arange(width)[inside]
-                            index[oy, ox, iy, cols[inside, kx]] = ky * kernel + kx
-            _TAPS[key] = index.reshape(height * width, height * width).to(device)
-    return _TAPS[key]
+            _MADE[key] = make()
+    return _MADE[key]
 
 
 def pool(module: nn.MaxPool2d | nn.AvgPool2d, x: torch.Tensor) -> torch.Tensor:
@@ -125,8 +131,8 @@ def _grouped_conv(x, weight, bias, stride, padding, dilation, groups: int) -> to
 
 class _ToDefaultFormat(torch.autograd.Function):
     """``x.contiguous()`` whose backward hands the gradient on in channels-last memory, the
-    format of the convolution before it (its backward is slow on a default-format
-    gradient)."""
+    format of the convolution or pool before it (a convolution's backward is slow on a
+    default-format gradient)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
